@@ -1,0 +1,164 @@
+"""gateway: the shop's single public entry.
+
+Per request: match the route table, check the declared body size, verify the JWT locally (kit's JwksVerifier: keys
+from auth's JWKS, cached, so a short auth outage logs nobody out), rate-limit per client (token subject, else remote
+IP), enforce the route's roles, read the body under MAX_BODY_BYTES, and forward through the kit's Upstream (per
+upstream timeout, breaker: 504 on timeout, 503 when unavailable). The upstream's status, body and the headers a
+client needs come back unchanged. The kit's access log writes the one line per request; the gateway adds the
+upstream and the authenticated user to it through structlog's context variables (merged into that line).
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from services.kit import metrics
+from services.kit.app import Service
+from services.kit.config import env_float, env_int, env_str
+from services.kit.errors import ApiError
+from services.kit.http_client import Upstream
+from services.kit.tokens import Principal
+
+from .models import ROUTES, Route, TokenBucketLimiter, match_route, required_roles, retry_after_header
+
+# Request headers passed to the upstream. traceparent/tracestate: with instrumentation on, the aiohttp client
+# instrumentation replaces them with the gateway's own client span (a child of the incoming trace); with it off,
+# the caller's trace context goes through unchanged.
+FORWARD_REQUEST_HEADERS = (
+    "Authorization", "Idempotency-Key", "Content-Type", "Accept", "traceparent", "tracestate", "baggage",
+)
+# Response headers passed back to the client (status and body always are).
+FORWARD_RESPONSE_HEADERS = (
+    "Content-Type", "Retry-After", "Idempotent-Replayed", "Location", "WWW-Authenticate", "Cache-Control",
+)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+UPSTREAM_URL_DEFAULTS = {
+    "auth": ("AUTH_URL", "http://127.0.0.1:18001"),
+    "users": ("USERS_URL", "http://127.0.0.1:18002"),
+    "orders": ("ORDERS_URL", "http://127.0.0.1:18003"),
+    "notifications": ("NOTIFICATIONS_URL", "http://127.0.0.1:18005"),
+}
+
+
+def _no_route() -> ApiError:
+    return ApiError(404, "Not Found", "no such route")
+
+
+class Gateway:
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+        self.max_body_bytes = env_int("MAX_BODY_BYTES", 65536)
+        rps = env_float("RATE_LIMIT_RPS", 50.0)
+        burst = env_int("RATE_LIMIT_BURST", 100)
+        # RATE_LIMIT_RPS <= 0 switches the limiter off (benchmarks that measure the services, not the limit)
+        self.limiter = (
+            TokenBucketLimiter(rps, burst, max_clients=env_int("RATE_LIMIT_MAX_CLIENTS", 10_000))
+            if rps > 0 else None
+        )
+        retries = env_int("GATEWAY_RETRIES", 1)
+        self.upstreams: dict[str, Upstream] = {}
+        for route in ROUTES:
+            var, default = UPSTREAM_URL_DEFAULTS[route.upstream]
+            timeout = env_float(f"{route.upstream.upper()}_TIMEOUT_S", svc.config.upstream_timeout_s)
+            self.upstreams[route.upstream] = svc.upstream(
+                route.upstream, env_str(var, default), timeout_s=timeout, retries=retries
+            )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        route = match_route(request.path)
+        raw_path = request.rel_url.raw_path
+        if route is None or not raw_path.startswith(route.prefix):
+            raise _no_route()
+        if any(seg in (".", "..") for seg in request.path.split("/")):
+            raise _no_route()  # no dot segments: an upstream must see the path the roles were checked on
+        structlog.contextvars.bind_contextvars(upstream=route.upstream)
+
+        declared = request.content_length
+        if declared is not None and declared > self.max_body_bytes:
+            raise self._too_large()
+
+        principal: Principal | None = None
+        auth_error: ApiError | None = None
+        if not route.public:
+            try:
+                principal = await self.svc.verifier.principal(request)
+            except ApiError as exc:
+                auth_error = exc
+        client = f"user:{principal.user_id}" if principal else f"ip:{request.remote}"
+        if principal is not None:
+            structlog.contextvars.bind_contextvars(user=principal.user_id)
+
+        if self.limiter is not None:
+            wait_s = self.limiter.acquire(client)
+            if wait_s > 0:
+                metrics.gateway_ratelimit_rejections_total.inc()
+                raise ApiError(
+                    429, "Too Many Requests", "the rate limit for this client is exhausted, retry later",
+                    headers={"Retry-After": retry_after_header(wait_s)},
+                    type="https://chaoslab.dev/problems/rate-limited",
+                )
+        if auth_error is not None:
+            raise auth_error
+        if principal is not None:
+            roles = required_roles(request.method, request.path)
+            if not principal.has_any(roles):
+                raise ApiError(403, "Forbidden", f"this needs one of the roles: {', '.join(roles)}")
+
+        body = await self._read_body(request)
+        return await self._forward(request, route, raw_path, body)
+
+    def _too_large(self) -> ApiError:
+        return ApiError(413, "Content Too Large", f"the request body exceeds {self.max_body_bytes} bytes")
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        if not request.body_exists:
+            return None
+        # Read ourselves (not request.read()) so that a chunked body without Content-Length is cut off at the limit
+        buf = bytearray()
+        async for chunk in request.content.iter_chunked(16384):
+            buf += chunk
+            if len(buf) > self.max_body_bytes:
+                raise self._too_large()
+        return bytes(buf)
+
+    async def _forward(self, request: web.Request, route: Route, raw_path: str, body: bytes | None) -> web.Response:
+        headers = {h: request.headers[h] for h in FORWARD_REQUEST_HEADERS if h in request.headers}
+        if request.remote:
+            prior = request.headers.get("X-Forwarded-For")
+            headers["X-Forwarded-For"] = f"{prior}, {request.remote}" if prior else request.remote
+        path = route.upstream_prefix + raw_path[len(route.prefix):]
+        idempotent = request.method in IDEMPOTENT_METHODS or (
+            request.method == "POST" and "Idempotency-Key" in request.headers
+        )
+        upstream = self.upstreams[route.upstream]
+        # UpstreamError (503/504 problem) propagates to the kit's error middleware
+        answer = await upstream.send(
+            request.method, path, body=body, headers=headers, params=request.rel_url.query, idempotent=idempotent
+        )
+        out_headers = {h: answer.headers[h] for h in FORWARD_RESPONSE_HEADERS if h in answer.headers}
+        return web.Response(status=answer.status, body=answer.body, headers=out_headers)
+
+
+def create_service() -> Service:
+    svc = Service("gateway", 18000, uses_db=False)
+    gateway = Gateway(svc)
+
+    async def jwks_loaded() -> bool:
+        # not required: the gateway serves /api/auth/* (and cached keys) while auth is away
+        return svc.verifier.has_keys or await svc.verifier.refresh()
+
+    async def warm_keys(_: Service) -> None:
+        if not await svc.verifier.refresh():
+            svc.log.warning("auth's JWKS is not reachable yet; keys will be fetched on the first token")
+
+    svc.add_readiness_check("jwks", jwks_loaded, required=False)
+    svc.on_startup(warm_keys)
+    for route in ROUTES:
+        svc.app.router.add_route("*", route.prefix, gateway.handle)
+        svc.app.router.add_route("*", route.prefix + "/{tail:.*}", gateway.handle)
+    return svc
+
+
+def main() -> None:
+    create_service().run()

@@ -1,0 +1,115 @@
+"""The gateway's state and tables: the route table (who may call what, and where it goes) and the per-client
+rate-limit buckets. The gateway has no database."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+ANY_USER: tuple[str, ...] = ("customer", "admin")
+ADMIN: tuple[str, ...] = ("admin",)
+
+
+@dataclass(frozen=True)
+class Route:
+    prefix: str  # public path prefix, matched on whole segments: /api/users matches /api/users and /api/users/x
+    upstream: str  # upstream name (also the `upstream` label of the client metrics)
+    upstream_prefix: str  # what the prefix becomes upstream
+    public: bool = False  # True: no token needed (auth's own endpoints)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("/api/auth", "auth", "/auth", public=True),
+    Route("/api/users", "users", "/users"),
+    Route("/api/orders", "orders", "/orders"),
+    Route("/api/notifications", "notifications", "/notifications"),
+)
+
+# Roles per (method, path) for the protected routes; anything not listed needs ANY_USER. Paths are compared
+# without a trailing slash. The services check roles themselves too; the gateway rejects before forwarding.
+ROLE_RULES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("GET", "/api/users"): ADMIN,
+}
+
+
+def match_route(path: str) -> Route | None:
+    for route in ROUTES:
+        if path == route.prefix or path.startswith(route.prefix + "/"):
+            return route
+    return None
+
+
+def required_roles(method: str, path: str) -> tuple[str, ...]:
+    normalised = path.rstrip("/") or "/"
+    method = "GET" if method == "HEAD" else method
+    return ROLE_RULES.get((method, normalised), ANY_USER)
+
+
+class _Bucket:
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, tokens: float, updated: float) -> None:
+        self.tokens = tokens
+        self.updated = updated
+
+
+class TokenBucketLimiter:
+    """Per-client token buckets: `rate` tokens a second, at most `burst` stored; one request takes one token.
+
+    Why our own: the `limits` library (the maintained choice in Python) offers fixed and moving windows, not a token
+    bucket, and its moving window keeps a timestamp per request (burst-sized memory per client); a token bucket is
+    two floats per client, allows a burst after idleness, and gives an exact retry-after: (1 - tokens) / rate.
+
+    The map stays bounded: buckets are kept in least-recently-used order, and a bucket idle for burst / rate seconds
+    is full again, i.e. no different from a new one, so it is dropped; above `max_clients` the least recently seen
+    client is dropped even if not yet full (it gets a fresh bucket: slightly lenient, never wrong the other way).
+    """
+
+    def __init__(
+        self, rate: float, burst: int, *, max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.max_clients = max(1, max_clients)
+        self.idle_s = self.burst / self.rate
+        self._clock = clock
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def acquire(self, client: str) -> float:
+        """Take a token for `client`: 0.0 when allowed, else the seconds until a token is available."""
+        now = self._clock()
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = _Bucket(self.burst, now)
+            self._buckets[client] = bucket
+        else:
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+            self._buckets.move_to_end(client)
+        self._evict(now)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+    def _evict(self, now: float) -> None:
+        buckets = self._buckets
+        while len(buckets) > 1:
+            oldest = next(iter(buckets.values()))
+            if len(buckets) > self.max_clients or now - oldest.updated >= self.idle_s:
+                buckets.popitem(last=False)
+            else:
+                break
+
+
+def retry_after_header(wait_s: float) -> str:
+    """Retry-After in whole seconds, rounded up, at least 1."""
+    return str(max(1, math.ceil(wait_s)))

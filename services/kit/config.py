@@ -1,0 +1,92 @@
+"""Configuration from environment variables, with the native lab's defaults (see docs/design.md)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    """A variable is set to a value that cannot be used; the message names the variable and the value."""
+
+
+def env_str(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _parse(name: str, default: object, cast: type, kind: str) -> object:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
+
+
+def env_int(name: str, default: int) -> int:
+    return _parse(name, default, int, "an integer")  # type: ignore[return-value]
+
+
+def env_float(name: str, default: float) -> float:
+    return _parse(name, default, float, "a number")  # type: ignore[return-value]
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be one of on/off/true/false/1/0, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    service: str
+    replica: str
+    host: str
+    http_port: int
+    admin_port: int
+    database_url: str
+    amqp_url: str
+    admin_token: str
+    auth_url: str
+    log_level: str
+    instrumentation: bool
+    otlp_endpoint: str | None
+    sampler_ratio: float
+    spans_dir: str
+    upstream_timeout_s: float
+
+    @classmethod
+    def from_env(cls, service: str, default_port: int) -> CommonConfig:
+        http_port = env_int("HTTP_PORT", default_port)
+        ratio = env_float("OTEL_TRACES_SAMPLER_ARG", 1.0)
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG must be between 0 and 1, got {ratio}")
+        return cls(
+            service=service,
+            replica=env_str("REPLICA_ID", f"{service}-{socket.gethostname()}"),
+            host=env_str("HTTP_HOST", "127.0.0.1"),
+            http_port=http_port,
+            admin_port=env_int("ADMIN_PORT", http_port + 1000),
+            database_url=env_str("DATABASE_URL", f"sqlite+aiosqlite:///.chaoslab/data/{service}.db"),
+            amqp_url=env_str("AMQP_URL", "amqp://guest:guest@127.0.0.1:18010/"),
+            admin_token=env_str("ADMIN_TOKEN", "chaoslab-admin"),
+            auth_url=env_str("AUTH_URL", "http://127.0.0.1:18001").rstrip("/"),
+            log_level=env_str("LOG_LEVEL", "info").lower(),
+            instrumentation=env_bool("INSTRUMENTATION", True),
+            otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            sampler_ratio=ratio,
+            spans_dir=env_str("SPANS_DIR", ".chaoslab/spans"),
+            upstream_timeout_s=env_float("UPSTREAM_TIMEOUT_S", 3.0),
+        )

@@ -1,0 +1,104 @@
+"""Each service's own database through SQLAlchemy (async): SQLite (WAL, shared by the replicas of one
+service) by default, PostgreSQL by DSN."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from services.kit import metrics
+
+# SQLite: a write transaction must take the write lock when it begins (BEGIN IMMEDIATE); a deferred
+# transaction that upgrades from read to write fails at once with "database is locked" when another
+# replica holds the lock, whatever the busy timeout.
+_write_tx: contextvars.ContextVar[bool] = contextvars.ContextVar("write_tx", default=False)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
+        if self.is_sqlite:
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 15}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._install_events()
+
+    def _install_events(self) -> None:
+        sync_engine = self.engine.sync_engine
+        if self.is_sqlite:
+            @event.listens_for(sync_engine, "connect")
+            def _sqlite_connect(dbapi_conn: Any, _: Any) -> None:
+                # Take transaction control from the driver so that "begin" below decides the mode.
+                dbapi_conn.isolation_level = None
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=15000")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            @event.listens_for(sync_engine, "begin")
+            def _sqlite_begin(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if _write_tx.get() else "BEGIN")
+
+        @event.listens_for(sync_engine, "before_cursor_execute")
+        def _before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            conn.info.setdefault("query_start", []).append(time.perf_counter())
+
+        @event.listens_for(sync_engine, "after_cursor_execute")
+        def _after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            started = conn.info["query_start"].pop()
+            operation = statement.lstrip().split(" ", 1)[0].lower()
+            if operation not in ("select", "insert", "update", "delete"):
+                operation = "other"
+            metrics.db_query_duration_seconds.labels(operation).observe(time.perf_counter() - started)
+
+    @asynccontextmanager
+    async def session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction commits on success; pass write=True for transactions that write."""
+        token = _write_tx.set(write)
+        try:
+            async with self._sessions() as session, session.begin():
+                yield session
+        finally:
+            _write_tx.reset(token)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def create_all(self, metadata: MetaData) -> None:
+        # Replicas of one service start together on one database: a losing CREATE TABLE is retried,
+        # and the retry finds the table there.
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(6),
+            wait=wait_random_exponential(multiplier=0.1, max=2),
+            retry=retry_if_exception_type(DBAPIError),
+            reraise=True,
+        ):
+            with attempt:
+                token = _write_tx.set(True)
+                try:
+                    async with self.engine.begin() as conn:
+                        await conn.run_sync(metadata.create_all)
+                finally:
+                    _write_tx.reset(token)
+
+    async def close(self) -> None:
+        await self.engine.dispose()

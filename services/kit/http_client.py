@@ -1,0 +1,169 @@
+"""Calls to upstream services: a timeout on every attempt, retries with jittered backoff for idempotent
+calls, a circuit breaker per upstream, per-attempt metrics, and errors a caller can pass on (503/504)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiobreaker import CircuitBreaker, CircuitBreakerError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from services.kit import metrics
+from services.kit.breaker import make_breaker
+from services.kit.errors import ApiError
+from services.kit.faults import FaultRegistry, InjectedAbort, apply_to_call
+from services.kit.tracing import current_exemplar
+
+
+class UpstreamError(ApiError):
+    """The upstream could not answer: 503 (unavailable, breaker open) or 504 (timed out).
+
+    `reason` says which, for callers that count failures by cause: circuit_open, unavailable or timeout; the
+    problem body carries it too."""
+
+    def __init__(self, status: int, title: str, detail: str = "", *, reason: str, **extra: Any) -> None:
+        super().__init__(status, title, detail, reason=reason, **extra)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class _ServerError(Exception):
+    """A 5xx answer: a failure for the breaker and the retry, but still an answer to pass on at the end."""
+
+    def __init__(self, response: UpstreamResponse) -> None:
+        super().__init__(f"upstream answered {response.status}")
+        self.response = response
+
+
+_RETRYABLE = (aiohttp.ClientConnectionError, asyncio.TimeoutError, InjectedAbort, _ServerError)
+
+
+class Upstream:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        session: Callable[[], aiohttp.ClientSession],
+        faults: FaultRegistry,
+        *,
+        timeout_s: float = 3.0,
+        retries: int = 2,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._session = session
+        self._faults = faults
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.breaker = breaker or make_breaker(name)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        idempotent: bool = False,
+        timeout_s: float | None = None,
+    ) -> UpstreamResponse:
+        """Send a request; returns the answer (any status), raises UpstreamError when there is none."""
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers = {**(headers or {}), "Content-Type": "application/json"}
+        attempts = 1 + (self.retries if idempotent else 0)
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(attempts),
+                wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.1),
+                retry=retry_if_exception_type(_RETRYABLE),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self.breaker.call_async(
+                        self._attempt, method, path, body, headers, params, timeout
+                    )
+        except _ServerError as exc:
+            return exc.response
+        except CircuitBreakerError:
+            observe_breaker_rejection(self.name)
+            raise UpstreamError(503, "Service Unavailable", f"{self.name} is unavailable (circuit open)",
+                                headers={"Retry-After": "1"}, upstream=self.name, reason="circuit_open") from None
+        except TimeoutError:
+            raise UpstreamError(504, "Gateway Timeout", f"{self.name} did not answer in time",
+                                upstream=self.name, reason="timeout") from None
+        except (aiohttp.ClientError, InjectedAbort) as exc:
+            raise UpstreamError(503, "Service Unavailable", f"{self.name} is unreachable: {exc}",
+                                headers={"Retry-After": "1"}, upstream=self.name, reason="unavailable") from None
+        raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying either returns or raises
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = False,
+    ) -> tuple[int, Any]:
+        """Send a JSON request; returns (status, decoded JSON body or None)."""
+        response = await self.send(method, path, json_body=json, headers=headers, idempotent=idempotent)
+        return response.status, response.json()
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, str] | None,
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> UpstreamResponse:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            await apply_to_call(self._faults, self.name)
+            async with self._session().request(
+                method, self.base_url + path, data=body, headers=headers, params=params, timeout=client_timeout
+            ) as resp:
+                response = UpstreamResponse(resp.status, dict(resp.headers), await resp.read())
+            if response.status >= 500:
+                raise _ServerError(response)
+            outcome = "ok"
+            return response
+        except TimeoutError:
+            outcome = "timeout"
+            raise
+        finally:
+            metrics.client_request_duration_seconds.labels(self.name, "http", outcome).observe(
+                time.perf_counter() - started, exemplar=current_exemplar()
+            )
+
+
+def observe_breaker_rejection(upstream: str, protocol: str = "http") -> None:
+    """Count a call the open breaker refused, so dashboards show it as an outcome of its own."""
+    metrics.client_request_duration_seconds.labels(upstream, protocol, "circuit_open").observe(0.0)

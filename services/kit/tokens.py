@@ -1,0 +1,147 @@
+"""JWT verification with keys from auth's JWKS, cached so that a short auth outage logs nobody out."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import jwt
+from aiohttp import web
+
+from services.kit.appkeys import SERVICE
+from services.kit.errors import ApiError
+
+ISSUER = "chaoslab-auth"
+AUDIENCE = "chaoslab"
+ALGORITHM = "RS256"
+# With no key at all (auth unreachable since this replica started), try again this often, not every request.
+NO_KEYS_REFETCH_S = 0.5
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    email: str
+    roles: list[str] = field(default_factory=list)
+    token: str = ""
+    claims: dict[str, Any] = field(default_factory=dict)
+
+    def has_any(self, roles: tuple[str, ...]) -> bool:
+        return any(role in self.roles for role in roles)
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="chaoslab"'})
+
+
+class JwksVerifier:
+    """Verifies RS256 access tokens. Keys are refreshed every `refresh_s` and when an unknown kid shows up
+    (at most every `min_refetch_s`); a failed refresh keeps the keys it had."""
+
+    def __init__(self, auth_url: str, session: Callable[[], aiohttp.ClientSession], *,
+                 refresh_s: float = 300.0, min_refetch_s: float = 5.0, timeout_s: float = 2.0) -> None:
+        self._url = f"{auth_url}/.well-known/jwks.json"
+        self._session = session
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = 0.0
+        self._attempted_at = 0.0
+        self._refresh_s = refresh_s
+        self._min_refetch_s = min_refetch_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._lock = asyncio.Lock()
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self._keys)
+
+    async def refresh(self) -> bool:
+        """Fetch the JWKS now; True when it succeeded."""
+        async with self._lock:
+            self._attempted_at = time.monotonic()
+            try:
+                async with self._session().get(self._url, timeout=self._timeout) as resp:
+                    if resp.status != 200:
+                        return False
+                    jwks = await resp.json()
+                keys = {k["kid"]: jwt.PyJWK(k, ALGORITHM).key for k in jwks.get("keys", []) if "kid" in k}
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, jwt.PyJWKError):
+                return False
+            if keys:
+                self._keys = keys
+                self._fetched_at = time.monotonic()
+            return bool(keys)
+
+    async def _key_for(self, kid: str) -> Any:
+        now = time.monotonic()
+        stale = now - self._fetched_at > self._refresh_s
+        unknown = kid not in self._keys
+        if stale or unknown:
+            if self._lock.locked():
+                # Another request is fetching right now (a fresh replica's first burst): wait for its answer
+                # instead of failing with "no keys yet".
+                async with self._lock:
+                    pass
+            elif now - self._attempted_at >= (self._min_refetch_s if self._keys else NO_KEYS_REFETCH_S):
+                await self.refresh()
+        if kid in self._keys:
+            return self._keys[kid]
+        if not self._keys:
+            raise ApiError(503, "Service Unavailable", "token keys are not available yet (auth unreachable)",
+                           headers={"Retry-After": "1"})
+        raise _unauthorized("the token was signed with an unknown key")
+
+    async def verify(self, token: str, *, typ: str = "access") -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _unauthorized("the token is malformed") from None
+        if header.get("alg") != ALGORITHM:
+            raise _unauthorized(f"the token must be signed with {ALGORITHM}")
+        key = await self._key_for(str(header.get("kid", "")))
+        try:
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                                options={"require": ["exp", "iat", "sub"]})
+        except jwt.ExpiredSignatureError:
+            raise _unauthorized("the token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise _unauthorized(f"the token is invalid: {exc}") from None
+        if claims.get("typ") != typ:
+            raise _unauthorized(f"a {typ} token is required")
+        return claims
+
+    async def principal(self, request: web.Request) -> Principal:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("a bearer token is required")
+        claims = await self.verify(token.strip())
+        roles = claims.get("roles") or []
+        return Principal(user_id=str(claims["sub"]), email=str(claims.get("email", "")),
+                         roles=[str(r) for r in roles] if isinstance(roles, list) else [], token=token.strip(),
+                         claims=claims)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def authenticated(roles: tuple[str, ...] = ("customer", "admin")) -> Callable[[Handler], Handler]:
+    """Handler decorator: verifies the bearer token (401) and the role (403);
+    the handler finds the caller in request["principal"]."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            principal = await request.app[SERVICE].verifier.principal(request)
+            if roles and not principal.has_any(roles):
+                raise ApiError(403, "Forbidden", f"this needs one of the roles: {', '.join(roles)}")
+            request["principal"] = principal
+            return await handler(request)
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,143 @@
+"""OpenTelemetry tracing: W3C context everywhere, parent-based ratio sampling, OTLP when an endpoint is
+configured, and in native mode (no collector) spans kept as JSON lines so `chaoslab trace` can find them."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+from services.kit.config import CommonConfig
+
+# Health checks and scrapes every two seconds would drown the traces that matter.
+os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "health,metrics,admin")
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends finished spans to one file per replica; a line is small and self-contained."""
+
+    def __init__(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the process' life
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = []
+        for span in spans:
+            ctx = span.get_span_context()
+            parent = span.parent
+            res = span.resource.attributes
+            lines.append(json.dumps({
+                "trace_id": format(ctx.trace_id, "032x"),
+                "span_id": format(ctx.span_id, "016x"),
+                "parent_id": format(parent.span_id, "016x") if parent else None,
+                "name": span.name,
+                "kind": span.kind.name.lower(),
+                "service": res.get("service.name"),
+                "replica": res.get("service.instance.id"),
+                "start_ns": span.start_time,
+                "end_ns": span.end_time,
+                "status": span.status.status_code.name.lower(),
+                "error": span.status.description,
+                "attributes": {k: _plain(v) for k, v in (span.attributes or {}).items()},
+            }, separators=(",", ":")))
+        self._file.write("\n".join(lines) + "\n")
+        self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._file.close()
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+_provider: TracerProvider | None = None
+
+
+def setup_tracing(config: CommonConfig) -> TracerProvider | None:
+    """Install the global tracer provider and the library instrumentations; None when instrumentation is off."""
+    global _provider
+    if not config.instrumentation:
+        return None
+    resource = Resource.create({
+        "service.name": config.service,
+        "service.instance.id": config.replica,
+        "service.namespace": "chaoslab",
+    })
+    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(config.sampler_ratio)))
+    if config.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter: SpanExporter = OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_ENDPOINT itself
+    else:
+        exporter = JsonLinesSpanExporter(os.path.join(config.spans_dir, f"{config.replica}.jsonl"))
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+
+    AioHttpServerInstrumentor().instrument(tracer_provider=provider)
+    AioHttpClientInstrumentor().instrument(tracer_provider=provider)
+    return provider
+
+
+def instrument_sqlalchemy(engine: Any) -> None:
+    if _provider is None:
+        return
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=_provider)
+
+
+def instrument_aio_pika() -> None:
+    if _provider is None:
+        return
+    from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
+
+    AioPikaInstrumentor().instrument(tracer_provider=_provider)
+
+
+def grpc_server_interceptors() -> list[Any]:
+    if _provider is None:
+        return []
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    return [aio_server_interceptor(tracer_provider=_provider)]
+
+
+def grpc_client_interceptors() -> list[Any]:
+    if _provider is None:
+        return []
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors(tracer_provider=_provider))
+
+
+def shutdown_tracing() -> None:
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def current_trace_ids() -> tuple[str | None, str | None]:
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None, None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def current_exemplar() -> dict[str, str] | None:
+    """The exemplar for a histogram observation: the trace id, only when the span is sampled."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid or not ctx.trace_flags.sampled:
+        return None
+    return {"trace_id": format(ctx.trace_id, "032x")}

@@ -1,0 +1,1 @@
+"""notifications service: `python -m services.notifications`."""

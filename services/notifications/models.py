@@ -1,0 +1,47 @@
+"""Notifications' own tables: the notifications and the processed event ids (idempotency)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("order_id", String(36), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_notifications_user_created", "user_id", "created_at"),
+)
+
+# Written in the same transaction as the notification: the primary key makes a redelivered or duplicated
+# event a no-op (it is acked and counted as a duplicate).
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("order_id", String(36), nullable=False),
+    Column("notification_id", String(36), nullable=False),
+    Column("duplicates", BigInteger, nullable=False, default=0),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class OrderEvent(BaseModel):
+    """The message of docs/design.md "Messaging"; unknown fields are tolerated (producers may add some)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: str = Field(min_length=1, max_length=36)
+    type: str = Field(pattern=r"^order\.[a-z_]+$")
+    order_id: str = Field(min_length=1, max_length=36)
+    user_id: str = Field(min_length=1, max_length=64)
+    total_cents: int = Field(ge=0)
+    currency: str = Field(min_length=3, max_length=3)
+    occurred_at: str

@@ -1,0 +1,1 @@
+"""orders service: `python -m services.orders`."""

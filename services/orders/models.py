@@ -1,0 +1,70 @@
+"""Orders' own tables: orders and the transactional outbox, written in one transaction."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from services.kit.validation import StrictModel
+
+metadata = MetaData()
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("idempotency_key", String(128), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("total_cents", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("payment_id", String(36), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # One order per (user, Idempotency-Key): concurrent requests with one key race here and one wins.
+    UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_key"),
+    Index("ix_orders_user_created", "user_id", "created_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("order_id", String(36), nullable=False),
+    Column("routing_key", String(64), nullable=False),
+    Column("payload", Text, nullable=False),  # the message body, JSON, exactly as published
+    Column("headers", JSON, nullable=False),  # W3C trace context of the request that placed the order
+    Column("created_at", Float, nullable=False),  # unix seconds; publishing order
+    # A relay claims a batch by moving claimed_until into the future (a lease); a relay that dies leaves
+    # its claim to expire and another replica takes the events over.
+    Column("claimed_until", Float, nullable=False, default=0.0),
+    Column("claim_token", String(36), nullable=True),
+    Column("attempts", BigInteger, nullable=False, default=0),
+    Column("sent_at", Float, nullable=True),  # set only after the broker confirmed the publish
+    Index("ix_outbox_unsent", "sent_at", "claimed_until"),
+)
+
+
+class OrderItem(StrictModel):
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=100)
+    unit_price_cents: int = Field(ge=0, le=10_000_000)
+
+
+class OrderIn(StrictModel):
+    items: list[OrderItem] = Field(min_length=1, max_length=50)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")

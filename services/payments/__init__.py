@@ -1,0 +1,1 @@
+"""payments service: `python -m services.payments`."""
