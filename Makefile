@@ -1,0 +1,34 @@
+# The two commands of the README's quickstart are `make demo` and `make test`; both run `setup` first.
+.PHONY: setup demo gameday test test-quick lint generate bench down clean
+
+setup:
+	@bash scripts/setup.sh
+
+# demo: one order walked through the shop, then the quick gameday (plans/quick.yaml) on the same lab.
+demo: setup
+	.venv/bin/chaoslab demo && .venv/bin/chaoslab gameday --plan quick
+
+gameday: setup
+	.venv/bin/chaoslab gameday --plan quick
+
+test: setup
+	.venv/bin/pytest
+
+test-quick: setup
+	.venv/bin/pytest -m quick -q
+
+lint: setup
+	.venv/bin/ruff check .
+
+generate: setup
+	.venv/bin/python -m chaoslab.observability.generate
+	.venv/bin/python k8s/generate.py
+
+bench: setup
+	.venv/bin/python bench/startup_memory.py
+
+down:
+	-.venv/bin/chaoslab down
+
+clean: down
+	rm -rf .chaoslab runs

@@ -1,0 +1,162 @@
+"""`chaoslab chaos run`: one experiment, run by `chaos run` against a lab, judged from its journal.
+
+The run directory (runs/<timestamp>-chaos-<experiment>/) keeps everything: vars.json (the lab's configuration
+handed to the experiment), journal.json, the Chaos Toolkit log, the load's output and verdict.json.
+Rollbacks always run (`--rollback-strategy always`); afterwards the runner itself looks for anything left
+behind (active faults, paused or stopped programs), undoes it and fails the run if there was any.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from chaoslab.chaos import actions, admin, load, supervise
+from chaoslab.chaos.registry import STATE_KEY, load_registry
+from chaoslab.chaos.verdict import Verdict, compute
+
+RUNS_DIR = Path("runs")
+# chaosaddons logs this (and nothing in the journal) when a safeguard stops a run
+SAFEGUARD_LINE = re.compile(r"Safeguard '([^']+)' triggered the end of the experiment")
+
+
+@dataclass
+class RunOptions:
+    experiment: Path
+    state_dir: Path
+    runs_dir: Path = RUNS_DIR
+    load: str | None = None
+    load_rate: float = 8.0
+    warmup_s: float = 10.0  # traffic before the hypothesis, so its windows hold requests
+    variables: dict[str, Any] = field(default_factory=dict)
+    echo: bool = False  # show chaos run's output live
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    chaos_exit_code: int
+    verdict: Verdict
+    load_summary: dict[str, Any] | None = None
+    leftovers: dict[str, list[str]] = field(default_factory=dict)
+
+
+def chaos_bin() -> str:
+    """The `chaos` next to this interpreter (the venv's), else the one on PATH."""
+    candidate = Path(sys.executable).with_name("chaos")
+    return str(candidate) if candidate.exists() else "chaos"
+
+
+def new_run_dir(runs_dir: Path, experiment: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = runs_dir / f"{stamp}-chaos-{experiment.stem}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path.resolve()
+
+
+def lab_configuration(state_dir: Path, variables: dict[str, Any]) -> dict[str, Any]:
+    """What every experiment gets: where the lab is (its state dir, and Prometheus for chaosprometheus)."""
+    reg = load_registry({STATE_KEY: str(state_dir)})
+    return {STATE_KEY: str(state_dir), "prometheus_base_url": reg["prometheus_url"], **variables}
+
+
+def chaos_command(experiment: Path, run_dir: Path) -> list[str]:
+    return [
+        chaos_bin(), "--no-version-check", "--log-file", str(run_dir / "chaostoolkit.log"),
+        "--settings", str(run_dir / "settings.yaml"),
+        "run", "--rollback-strategy", "always", "--journal-path", str(run_dir / "journal.json"),
+        "--var-file", str(run_dir / "vars.json"), str(experiment),
+    ]
+
+
+def _run_chaos(command: list[str], run_dir: Path, state_dir: Path, echo: bool) -> int:
+    env = dict(os.environ, CHAOSLAB_STATE_DIR=str(state_dir))
+    with open(run_dir / "chaos.out", "wb") as sink:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=env, cwd=run_dir)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                sink.write(line)
+                if echo:
+                    sys.stdout.write(line.decode(errors="replace"))
+                    sys.stdout.flush()
+            return proc.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C: let chaos run interrupt itself and play the rollbacks (strategy "always")
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+            raise
+
+
+def leftovers(state_dir: Path) -> dict[str, list[str]]:
+    """Whatever a fault could have left behind: active in-service faults, paused or stopped programs."""
+    config = {STATE_KEY: str(state_dir)}
+    reg = load_registry(config)
+    sv = supervise.supervisor(config)
+    faults = [f"{r['replica']}:{f['kind']}:{f['id']}" for r in admin.list_faults(reg, admin.all_replicas(reg))
+              for f in r.get("faults", [])]
+    procs = supervise.process_faults(sv)
+    paused, stopped = procs["paused"], procs["stopped"]
+    return {k: v for k, v in {"faults": faults, "paused": paused, "stopped": stopped}.items() if v}
+
+
+def run(opts: RunOptions) -> RunResult:
+    state_dir = opts.state_dir.resolve()
+    config = lab_configuration(state_dir, opts.variables)  # fails early when no lab runs there
+    run_dir = new_run_dir(opts.runs_dir, opts.experiment)
+    (run_dir / "vars.json").write_text(json.dumps({"configuration": config}, indent=2) + "\n")
+    (run_dir / "settings.yaml").write_text("{}\n")  # not the user's ~/.chaostoolkit settings
+
+    stream = load.start(opts.load, state_dir, run_dir, opts.load_rate) if opts.load else None
+    try:
+        if stream is not None and opts.warmup_s > 0:
+            time.sleep(opts.warmup_s)
+        code = _run_chaos(chaos_command(opts.experiment, run_dir), run_dir, state_dir, opts.echo)
+    finally:
+        if stream is not None:
+            stream.stop()
+        left = leftovers(state_dir)
+        if left:
+            actions.restore_lab(configuration={STATE_KEY: str(state_dir)})
+
+    verdict = judge(run_dir / "journal.json")
+    for name in safeguards_triggered(run_dir / "chaostoolkit.log"):
+        verdict.failures.append(f"safeguard {name!r} aborted the run (the error budget burned too fast)")
+        verdict.passed = False
+    if left:
+        verdict.failures.append("left behind after the rollbacks (now undone): "
+                                + "; ".join(f"{k}: {', '.join(v)}" for k, v in left.items()))
+        verdict.passed = False
+    summary = load.summary(stream) if stream is not None else None
+    result = RunResult(run_dir, code, verdict, summary, left)
+    (run_dir / "verdict.json").write_text(json.dumps(
+        {"chaos_exit_code": code, "load": summary, "leftovers": left, **verdict.to_json()}, indent=2) + "\n")
+    return result
+
+
+def safeguards_triggered(log: Path) -> list[str]:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return []
+    return sorted(set(SAFEGUARD_LINE.findall(text)))
+
+
+def judge(journal_path: Path) -> Verdict:
+    try:
+        journal = json.loads(journal_path.read_text())
+    except (OSError, ValueError) as exc:
+        verdict = Verdict(title="?", status="missing", deviated=False, passed=False)
+        verdict.failures.append(f"no journal to judge ({journal_path.name}: {exc.__class__.__name__})")
+        return verdict
+    return compute(journal)

@@ -1,0 +1,409 @@
+"""`chaoslab`: the native lab from the command line (up, status, scale, logs, down)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from chaoslab.lab import control
+from chaoslab.lab.errors import LabError
+from chaoslab.lab.logs import follow, log_files, tail
+from chaoslab.lab.paths import DEFAULT_STATE_DIR
+from chaoslab.lab.ports import DEFAULT_BASE_PORT, SERVICES
+from chaoslab.lab.spec import load_spec, parse_env, parse_replicas
+
+app = typer.Typer(
+    name="chaoslab",
+    help="chaoslab: a microservice shop, instrumented end to end, to load, break and check.\n\n"
+    "The native lab runs every service as local processes under supervisord, beside its own RabbitMQ node, "
+    "Prometheus and Alertmanager, all under one state dir and one range of ports.",
+    epilog="Start with: chaoslab up; then chaoslab status; stop with chaoslab down. "
+    "Every command takes --state-dir (env CHAOSLAB_STATE_DIR, default .chaoslab).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console()
+err = Console(stderr=True)
+
+StateDir = Annotated[
+    Path,
+    typer.Option("--state-dir", envvar="CHAOSLAB_STATE_DIR", show_envvar=True,
+                 help="The lab's state dir: configs, databases, logs, spans, alerts."),
+]
+
+
+@contextmanager
+def lab_errors() -> Iterator[None]:
+    """Expected failures become a clear message and exit code 1, never a traceback."""
+    try:
+        yield
+    except LabError as exc:
+        # soft_wrap: no line breaks inserted, so that commands in hints can be copied whole
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        if exc.hint:
+            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        if exc.details:
+            err.print(exc.details, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+class RichReporter:
+    """Shows `up` and `scale` progress: phases as lines, the readiness wait as a bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting", total=None)
+
+    def phase(self, text: str) -> None:
+        self.progress.console.print(f"[cyan]•[/] {text}", highlight=False)
+        self.progress.update(self.task, description=text, total=None, completed=0)
+
+    def waiting(self, pending: list[str], done: int, total: int) -> None:
+        shown = ", ".join(pending[:4]) + (f" +{len(pending) - 4}" if len(pending) > 4 else "")
+        text = f"waiting for {shown}" if pending else "all ready"
+        self.progress.update(self.task, description=text, total=total, completed=done)
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True)
+
+
+def _urls_table(registry: dict[str, Any]) -> Table:
+    table = Table(title=f"chaoslab on base port {registry['base_port']}", title_justify="left")
+    table.add_column("what")
+    table.add_column("where")
+    table.add_column("replicas", justify="right")
+    for name, svc in registry["services"].items():
+        where = svc["url"] or f"gRPC {svc.get('grpc_addr')}"
+        table.add_row(name, where, str(len(svc["replicas"])))
+    broker = registry["broker"]
+    table.add_row("RabbitMQ", broker["amqp_url"], "")
+    table.add_row("RabbitMQ metrics", broker["metrics_url"], "")
+    table.add_row("Prometheus", registry["prometheus_url"], "")
+    table.add_row("Alertmanager", registry["alertmanager_url"], "")
+    table.add_row("alert webhook", f"{registry['webhook_url']}/notifications", "")
+    return table
+
+
+def _uptime(info: dict[str, Any]) -> str:
+    if info.get("statename") != "RUNNING" or not info.get("start"):
+        return "-"
+    seconds = int(info["now"]) - int(info["start"])
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+STATE_STYLE = {"RUNNING": "green", "STARTING": "yellow", "BACKOFF": "yellow", "STOPPED": "dim",
+               "EXITED": "red", "FATAL": "bold red", "STOPPING": "yellow"}
+
+
+def _state(text: str) -> str:
+    return f"[{STATE_STYLE.get(text, 'white')}]{text}[/]"
+
+
+# --- up --------------------------------------------------------------------------------------------------
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  chaoslab up\n\n"
+    "  chaoslab up --replicas orders=3 --replicas payments=2\n\n"
+    "  chaoslab up --state-dir /tmp/lab2 --base-port 19000   (a second lab beside the first)\n\n"
+    "  chaoslab up --database-url-template 'postgresql+asyncpg://postgres@127.0.0.1:5432/chaoslab_{service}'\n\n"
+    "Ports (base B): services B+0..B+5 (payments is gRPC on B+4), RabbitMQ B+10 (AMQP), B+11 (Erlang), "
+    "B+12 (metrics), Prometheus B+20, Alertmanager B+21, webhook B+22, replica admin ports "
+    "B+100+20*i+(n-1). Scrape and rule evaluation interval: 2 s. Needs the Debian packages prometheus, "
+    "prometheus-alertmanager and rabbitmq-server: each binary is looked up on PATH; for RabbitMQ, the "
+    "directory of the real file behind `rabbitmq-server` (symlinks followed: /usr/lib/rabbitmq/bin on Debian) "
+    "must hold the foreground rabbitmq-server and rabbitmqctl, which the lab runs. Variables set in the shell (e.g. "
+    "PROVIDER_LATENCY_MS, LOG_LEVEL) reach every service; --env sets them for one service and is remembered "
+    "(chaoslab env changes them on a running lab).",
+)
+def up(
+    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    base_port: Annotated[int, typer.Option(envvar="CHAOSLAB_BASE_PORT", show_envvar=True,
+                                           help="First port of the lab; everything else is an offset.")]
+    = DEFAULT_BASE_PORT,
+    replicas: Annotated[list[str] | None, typer.Option(
+        "--replicas", "-r", metavar="SVC=N",
+        help=f"Replicas of a service (default 1 each; 0 leaves it out). Repeat, or comma-separate. "
+             f"Services: {', '.join(SERVICES)}.")] = None,
+    database_url_template: Annotated[str | None, typer.Option(
+        help="Database URL with {service}; PostgreSQL databases are created when missing. "
+             "Default: a SQLite file per service under STATE/data.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each stage to become ready.")]
+    = control.DEFAULT_TIMEOUT_S,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", "-e", metavar="[SVC:]KEY=VALUE",
+        help="An environment variable for one service (payments:PROVIDER_LATENCY_MS=200) or, without SVC:, "
+             "for all. Repeat for more.")] = None,
+) -> None:
+    """Start the lab: RabbitMQ, Prometheus, Alertmanager, the webhook receiver and every replica.
+
+    Waits until all of it is ready, prints where everything is, and exits: the lab keeps running under supervisord.
+    On any failure it stops what it started and says why.
+    """
+    with lab_errors():
+        wanted = parse_replicas(replicas or [])
+        overrides = parse_env(env or [])
+        started = time.monotonic()
+        with _progress() as progress:
+            registry = control.up(state_dir, base_port, wanted, database_url_template=database_url_template,
+                                  timeout_s=timeout, reporter=RichReporter(progress), env=overrides)
+        elapsed = time.monotonic() - started
+        out.print(_urls_table(registry))
+        out.print(f"admin token: {registry['admin_token']}   state dir: {registry['state_dir']}", highlight=False)
+        out.print(f"[green]ready[/] in {elapsed:.1f} s. Next: chaoslab status, chaoslab logs gateway -f, "
+                  "chaoslab down", highlight=False)
+
+
+# --- status ----------------------------------------------------------------------------------------------
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  chaoslab status\n\n"
+    "  chaoslab status --json | jq '.services.orders.replicas[].admin_url'\n\n"
+    "Exit code: 0 when every program runs and every replica is ready, 1 when no lab runs, 2 when some "
+    "part is not running or not ready. With --json: 0 whenever the state dir holds a lab.",
+)
+def status(
+    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the registry (docs/design.md) as JSON.")]
+    = False,
+) -> None:
+    """Show every process, every replica's ports and readiness, the broker, and the alerts that fire."""
+    with lab_errors():
+        st = control.status(state_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(st.registry, indent=2) + "\n")
+        raise typer.Exit(0)
+    reg = st.registry
+    if not st.running:
+        out.print(f"no lab runs in {reg['state_dir']} (start it: chaoslab up --state-dir {reg['state_dir']})",
+                  highlight=False)
+        raise typer.Exit(1)
+    info = {p["name"]: p for p in st.processes}
+    table = Table(title=f"chaoslab in {reg['state_dir']} (base port {reg['base_port']})", title_justify="left")
+    for col in ("program", "state", "pid", "uptime", "port", "ready"):
+        table.add_column(col)
+    ports = st.spec.ports
+    infra = {"rabbitmq": f"{ports.amqp}, {ports.rabbitmq_metrics}", "prometheus": str(ports.prometheus),
+             "alertmanager": str(ports.alertmanager), "webhook": str(ports.webhook)}
+    healthy = True
+    for name, port in infra.items():
+        p = info.get(name, {})
+        state = p.get("statename", "STOPPED")
+        ready = reg["broker"]["state"] == "RUNNING" if name == "rabbitmq" else state == "RUNNING"
+        healthy &= ready
+        table.add_row(name, _state(state), str(p.get("pid", 0)), _uptime(p), port, _ready(ready))
+    for svc in reg["services"].values():
+        for rep in svc["replicas"]:
+            p = info.get(rep["name"], {})
+            port = rep["admin_url"].rsplit(":", 1)[1]
+            public = svc["url"].rsplit(":", 1)[1] if svc["url"] else svc["grpc_addr"].rsplit(":", 1)[1]
+            healthy &= rep["ready"]
+            table.add_row(rep["name"], _state(rep["state"]), str(rep["pid"]), _uptime(p),
+                          f"{public} / admin {port}", _ready(rep["ready"]))
+    out.print(table)
+    out.print(f"broker {reg['broker']['node']}: {_state(reg['broker']['state'])}", highlight=False)
+    _print_alerts(st.alerts)
+    raise typer.Exit(0 if healthy else 2)
+
+
+def _ready(flag: bool) -> str:
+    return "[green]yes[/]" if flag else "[red]no[/]"
+
+
+def _print_alerts(alerts: list[dict[str, Any]] | None) -> None:
+    if alerts is None:
+        out.print("alerts: Prometheus does not answer")
+        return
+    firing = [a for a in alerts if a.get("state") == "firing"]
+    pending = [a for a in alerts if a.get("state") == "pending"]
+    if not firing and not pending:
+        out.print("alerts: [green]none firing[/]")
+        return
+    table = Table(title="alerts", title_justify="left")
+    for col in ("alert", "state", "labels", "since"):
+        table.add_column(col)
+    for a in firing + pending:
+        labels = {k: v for k, v in a.get("labels", {}).items() if k != "alertname"}
+        table.add_row(a.get("labels", {}).get("alertname", "?"), a.get("state", "?"),
+                      ", ".join(f"{k}={v}" for k, v in sorted(labels.items())), str(a.get("activeAt", "")))
+    out.print(table)
+
+
+# --- scale -----------------------------------------------------------------------------------------------
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  chaoslab scale orders=3\n\n"
+    "  chaoslab scale payments=4 notifications=2\n\n"
+    "  chaoslab scale orders=1   (removes orders-2 and orders-3, gracefully)\n\n"
+    "Only the named services' replicas are added or removed; nothing else restarts. Prometheus' "
+    "file-based targets follow: leaving replicas stop being scraped before they stop, new ones are "
+    "scraped once ready.",
+)
+def scale(
+    settings: Annotated[list[str], typer.Argument(metavar="SVC=N...", help="New replica counts (0..20).")],
+    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for new replicas to be ready.")]
+    = control.DEFAULT_TIMEOUT_S,
+) -> None:
+    """Add or remove replicas of running services."""
+    with lab_errors(), _progress() as progress:
+        result = control.scale(state_dir, settings, timeout_s=timeout, reporter=RichReporter(progress))
+    if result.added:
+        out.print(f"added: {', '.join(result.added)}", highlight=False)
+    if result.removed:
+        out.print(f"removed: {', '.join(result.removed)}", highlight=False)
+    if not result.added and not result.removed:
+        out.print("nothing to change", highlight=False)
+    out.print("replicas: " + ", ".join(f"{s}={n}" for s, n in result.replicas.items()), highlight=False)
+
+
+# --- logs ------------------------------------------------------------------------------------------------
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  chaoslab logs orders          (every orders replica, each line prefixed with its name)\n\n"
+    "  chaoslab logs orders-2 -f\n\n"
+    "  chaoslab logs rabbitmq -n 200   (also: prometheus, alertmanager, webhook, supervisord)\n\n"
+    "  chaoslab logs --trace 4bf92f3577b34da6a3ce929d0e0e4736   (one request, every service)\n\n"
+    "The files themselves: STATE/logs/<name>.log.",
+)
+def logs(
+    name: Annotated[str | None, typer.Argument(metavar="SVC|REPLICA",
+                                               help="A service, a replica or a program.")] = None,
+    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")]
+    = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="Lines to show from the end of each log.")] = 50,
+    trace: Annotated[str | None, typer.Option(
+        "--trace", metavar="TRACE_ID", help="Only one request's lines, from every service, in time order.")] = None,
+) -> None:
+    """Show the logs of a service (all its replicas), a replica, or a lab program."""
+    if trace is not None:
+        from chaoslab.tracecli import print_trace_logs
+
+        raise typer.Exit(print_trace_logs(state_dir, trace))
+    if name is None:
+        err.print("name a service, a replica or a program (chaoslab logs orders), or give --trace TRACE_ID")
+        raise typer.Exit(2)
+    with lab_errors():
+        files = log_files(load_spec(state_dir), name)
+    prefix = len(files) > 1
+    for label, path in files:
+        for line in tail(path, lines):
+            _print_log(label, line, prefix)
+    if follow_:
+        try:
+            for label, line in follow(files):
+                _print_log(label, line, prefix)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+
+
+def _print_log(label: str, line: str, prefix: bool) -> None:
+    sys.stdout.write(f"[{label}] {line}\n" if prefix else f"{line}\n")
+    sys.stdout.flush()
+
+
+# --- env -------------------------------------------------------------------------------------------------
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  chaoslab env                                        (show the overrides)\n\n"
+    "  chaoslab env payments:PROVIDER_LATENCY_MS=200 payments:PROVIDER_CONCURRENCY=4\n\n"
+    "  chaoslab env LOG_LEVEL=debug                        (every service)\n\n"
+    "  chaoslab env payments:PROVIDER_LATENCY_MS=           (remove an override)\n\n"
+    "Ports, replica names and the admin token cannot be overridden.",
+)
+def env(
+    items: Annotated[list[str] | None, typer.Argument(metavar="[SVC:]KEY=VALUE ...")] = None,
+    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each restarted replica.")]
+    = control.DEFAULT_TIMEOUT_S,
+) -> None:
+    """Show or change services' environment overrides; changed replicas restart one at a time."""
+    with lab_errors():
+        if not items:
+            overrides = load_spec(state_dir).env
+            table = Table("scope", "variable", "value", title="environment overrides")
+            for scope, values in sorted(overrides.items()):
+                for key, value in sorted(values.items()):
+                    table.add_row("every service" if scope == "*" else scope, key, value)
+            out.print(table if overrides else "no environment overrides")
+            return
+        with _progress() as progress:
+            result = control.set_env(state_dir, items, timeout_s=timeout, reporter=RichReporter(progress))
+    restarted = ", ".join(result.restarted) or "none (nothing changed)"
+    out.print(f"[green]done[/]: restarted {restarted}", highlight=False)
+
+
+# --- down ------------------------------------------------------------------------------------------------
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  chaoslab down\n\n"
+    "  chaoslab down --state-dir /tmp/lab2\n\n"
+    "The state dir stays (databases, logs, spans, alerts); remove it yourself for a fresh start.",
+)
+def down(state_dir: StateDir = Path(DEFAULT_STATE_DIR)) -> None:
+    """Stop every program of the lab, then supervisord, and make sure no process of it is left."""
+    with lab_errors():
+        result = control.down(state_dir)
+    if not result.was_running and not result.killed:
+        out.print(f"no lab runs in {Path(state_dir).resolve()}", highlight=False)
+        return
+    if result.stopped:
+        out.print(f"stopped {len(result.stopped)} programs: {', '.join(result.stopped)}", highlight=False)
+    if result.killed:
+        out.print("ended leftover processes:\n" + "\n".join(result.killed), highlight=False)
+    out.print("[green]down[/]: no process of the lab is left")
+
+
+# `chaoslab load` and `chaoslab scale-test` live in chaoslab/load (the load engineer's package).
+from chaoslab.load.cli import register as _register_load  # noqa: E402
+
+_register_load(app)
+
+# `chaoslab chaos list|validate|run` and `chaoslab faults` live in chaoslab/chaos (the chaos engineer's package).
+from chaoslab.chaos.cli import register as _register_chaos  # noqa: E402
+
+_register_chaos(app)
+
+# `chaoslab trace`, `chaoslab traces` (native traces) and `chaoslab demo` (the walk-through of one order).
+from chaoslab.demo import register as _register_demo  # noqa: E402
+from chaoslab.tracecli import register as _register_traces  # noqa: E402
+
+_register_traces(app)
+_register_demo(app)
+
+# `chaoslab gameday` (the lab's main job: a plan of experiments under load, judged) lives in chaoslab/gameday.
+from chaoslab.gameday.cli import register as _register_gameday  # noqa: E402
+
+_register_gameday(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

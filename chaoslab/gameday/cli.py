@@ -1,0 +1,83 @@
+"""`chaoslab gameday [--plan quick|full|FILE]`, added to the main CLI by `register(app)`.
+
+Exit codes: 0 every verdict passed, 1 a verdict failed (the table and junit.xml name it), 2 the plan is not
+valid, 130 interrupted. Heavy imports (Chaos Toolkit, Locust's helpers, Jinja2) wait until the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from chaoslab.lab.paths import DEFAULT_STATE_DIR
+
+PLAN_INVALID, FAILED, INTERRUPTED = 2, 1, 130
+err = Console(stderr=True)
+
+
+def gameday(
+    plan: Annotated[str, typer.Option("--plan", "-p", help="quick, full (plans/*.yaml) or a plan file; "
+                                                          "the format is in plans/README.md.")] = "quick",
+    state_dir: Annotated[Path, typer.Option("--state-dir", envvar="CHAOSLAB_STATE_DIR", show_envvar=True,
+                                            help="The lab's state dir (started there when no lab runs).")]
+    = Path(DEFAULT_STATE_DIR),
+    base_port: Annotated[int | None, typer.Option(envvar="CHAOSLAB_BASE_PORT", show_envvar=True,
+                                                  help="Base port when the lab has to be started "
+                                                       "(default: the state dir's, else 18000).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where the run directory goes.")] = Path("runs"),
+    down: Annotated[bool, typer.Option("--down", help="Stop the lab at the end if the gameday started it.")]
+    = False,
+    grafana_url: Annotated[str | None, typer.Option(envvar="GRAFANA_URL", show_envvar=True,
+                                                    help="Post the fault windows as annotations to this Grafana "
+                                                         "(token from $GRAFANA_TOKEN, or user:password@ in "
+                                                         "the URL).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Only validate the plan and print it.")] = False,
+) -> None:
+    """The lab's main job: a baseline load, then each experiment of the plan under load, judged.
+
+    For each experiment: the hypothesis before, during and after; every expected alert (reached the webhook,
+    time-to-detect, resolved); time-to-recover; the client's error ratio and latency during the fault; the
+    data audit. Writes runs/<time>-gameday-<plan>/ with summary.json, junit.xml (one test case per verdict),
+    the Chaos Toolkit journals, Locust's reports and report.html (one file, opens offline).
+    """
+    from chaoslab.gameday import plan as plans
+    from chaoslab.gameday import runner
+    from chaoslab.gameday.console import UI, verdict_table
+
+    try:
+        chosen = plans.load(plan)
+    except plans.PlanError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(PLAN_INVALID) from None
+    ui = UI()
+    if check:
+        ui.console.print(f"plan {chosen.name} ({chosen.source}) is valid: "
+                         f"{', '.join(e.name for e in chosen.experiments)}"
+                         + (f"; scaling {chosen.scaling.service}" if chosen.scaling else ""), highlight=False)
+        return
+    options = runner.Options(state_dir=state_dir, runs_dir=runs_dir, base_port=base_port, down=down,
+                             grafana_url=grafana_url, grafana_token=os.environ.get("GRAFANA_TOKEN"))
+    result = runner.run(chosen, options, ui)
+    verdicts = result.all_verdicts()
+    ui.console.print(verdict_table(verdicts, f"gameday {chosen.name}: every verdict"))
+    failed = [v for v in verdicts if not v.passed]
+    where = f"report: {result.run_dir / 'report.html'}  junit: {result.run_dir / 'junit.xml'}"
+    if result.interrupted:
+        ui.console.print(f"[bold red]INTERRUPTED[/] after {result.duration_s:g} s; {where}", highlight=False)
+        raise typer.Exit(INTERRUPTED)
+    if failed:
+        ui.console.print(f"[bold red]FAILED[/]: {len(failed)} of {len(verdicts)} verdicts failed "
+                         f"({', '.join(v.id for v in failed)}) in {result.duration_s:g} s; {where}", highlight=False)
+        raise typer.Exit(FAILED)
+    ui.console.print(f"[bold green]PASSED[/]: all {len(verdicts)} verdicts in {result.duration_s:g} s; {where}",
+                     highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("gameday", epilog="Examples:\n\n  chaoslab gameday                 (the quick plan)\n\n"
+                "  chaoslab gameday --plan full --down\n\n  chaoslab gameday --plan my-plan.yaml --check")(gameday)

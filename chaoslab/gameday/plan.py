@@ -1,0 +1,248 @@
+"""A gameday plan: the YAML format (plans/README.md), its validation and the built-in plans.
+
+A plan is data only. It is checked as a whole before anything runs, so that a typo (an unknown experiment, a
+variable the experiment does not have, an alert no rule defines) costs a second, not a half-run gameday.
+`defaults` are merged into every experiment (the experiment's own keys win, nested mappings key by key).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from chaoslab.lab.paths import repo_root
+
+BUILTIN = ("quick", "full")
+
+
+class PlanError(Exception):
+    """The plan cannot be read or is not valid; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabSpec(_Strict):
+    # At least this many replicas per service: the lab is scaled up when it has fewer (and back afterwards).
+    replicas: dict[str, int] = Field(default_factory=dict)
+
+
+class LoadSpec(_Strict):
+    scenario: str = "rate"  # a `chaoslab load` scenario (loadtests/scenarios.py)
+    rate: float | None = None  # requests/s (rate scenario only)
+    users: int | None = None
+    baseline_s: float = Field(30.0, gt=0)  # the baseline run, judged by the scenario's thresholds
+    warmup_s: float = Field(10.0, ge=0)  # background load before the first experiment (sign-ups, windows fill)
+    thresholds: list[str] = Field(default_factory=list)  # `chaoslab load --threshold` overrides for the baseline
+
+
+class AlertSpec(_Strict):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    max_time_to_detect_s: float = Field(gt=0)  # injection -> firing notification received by the webhook
+    must_resolve: bool = True
+    max_time_to_resolve_s: float | None = Field(None, gt=0)  # fault undone -> resolved notification received
+
+    @property
+    def key(self) -> str:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()))
+        return f"{self.name}{{{labels}}}" if labels else self.name
+
+
+class ClientBudget(_Strict):
+    """What Locust's users may see while the fault lasts (from its injection until the steady state is back)."""
+
+    max_error_ratio: float = Field(0.01, ge=0, le=1)
+    max_p95_s: float | None = Field(None, gt=0)
+    max_p99_s: float | None = Field(None, gt=0)
+
+
+class SteadySpec(_Strict):
+    """What "the steady state holds again" means for time-to-recover: every target of the lab is up and the
+    gateway's server error ratio over `window` is at most `max_error_ratio`, for `hold_s` in a row."""
+
+    window: str = "10s"
+    max_error_ratio: float = Field(0.01, ge=0, le=1)
+    hold_s: float = Field(4.0, ge=0)
+
+    @field_validator("window")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from chaoslab.observability.profiles import parse_duration
+
+        parse_duration(value)  # ValueError: not a Prometheus duration
+        return value
+
+
+class ExperimentSpec(_Strict):
+    experiment: str  # a name under chaos/ or a path
+    name: str = ""  # how the report calls it (default: the experiment's file name)
+    vars: dict[str, Any] = Field(default_factory=dict)  # `chaos run --var`: shorten durations here
+    fault_start: str | None = None  # the method activity that injects the fault (default: the first action)
+    fault_end: str | None = None  # the action that undoes it, or the probe that sees it gone (default: none,
+    # an instant fault such as a SIGKILL)
+    alerts: list[AlertSpec] = Field(default_factory=list)
+    max_time_to_recover_s: float = Field(60.0, gt=0)
+    client: ClientBudget = ClientBudget()
+    steady: SteadySpec = SteadySpec()
+    data_audit: bool = True
+    settle_s: float = Field(90.0, ge=0)  # afterwards, wait up to this for every alert to be quiet again
+
+    @model_validator(mode="after")
+    def _default_name(self) -> ExperimentSpec:
+        if not self.name:
+            object.__setattr__(self, "name", Path(self.experiment).stem)
+        return self
+
+
+class ScalingSpec(_Strict):
+    """`chaoslab scale-test` as part of the gameday (after the experiments, without background load)."""
+
+    service: str = "payments"
+    replicas: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=2)
+    duration: str = "50s"
+    min_efficiency: float = Field(0.8, gt=0, le=1.5)
+
+
+class Plan(_Strict):
+    name: str
+    description: str = ""
+    lab: LabSpec = LabSpec()
+    load: LoadSpec = LoadSpec()
+    experiments: list[ExperimentSpec] = Field(min_length=1)
+    scaling: ScalingSpec | None = None
+    source: str = ""  # the file it came from
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "defaults" not in data:
+            return data
+        data = dict(data)
+        defaults = data.pop("defaults") or {}
+        if not isinstance(defaults, dict):
+            raise ValueError("defaults must be a mapping")
+        data["experiments"] = [_merge(defaults, e) if isinstance(e, dict) else e
+                               for e in data.get("experiments") or []]
+        return data
+
+    @field_validator("experiments")
+    @classmethod
+    def _unique_names(cls, value: list[ExperimentSpec]) -> list[ExperimentSpec]:
+        names = [e.name for e in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"experiment names must be unique (give `name:`): {', '.join(twice)}")
+        return value
+
+
+def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def plans_dir() -> Path:
+    return repo_root() / "plans"
+
+
+def plan_path(name_or_path: str) -> Path:
+    """`quick` and `full` are plans/<name>.yaml; anything else is a file."""
+    if name_or_path in BUILTIN:
+        return plans_dir() / f"{name_or_path}.yaml"
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise PlanError(f"no plan {name_or_path!r}: give quick, full or a YAML file")
+    return path
+
+
+def parse(data: Any, source: str = "") -> Plan:
+    """A plan from its YAML data; PlanError with every problem (path: message) when it is not valid."""
+    if not isinstance(data, dict):
+        raise PlanError(f"{source or 'the plan'}: a plan is a YAML mapping")
+    try:
+        plan = Plan.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(plan)'}: {e['msg']}" for e in exc.errors()]
+        raise PlanError(f"{source or 'the plan'} is not valid:\n  " + "\n  ".join(problems)) from None
+    problems = check(plan)
+    if problems:
+        raise PlanError(f"{source or 'the plan'} is not valid:\n  " + "\n  ".join(problems))
+    return plan
+
+
+def load(name_or_path: str) -> Plan:
+    path = plan_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise PlanError(f"cannot read the plan {path}: {exc}") from None
+    return parse(data, str(path))
+
+
+# --- checks against the project: experiments, variables, activities, alerts, scenarios ------------------------
+
+def _experiment_problems(spec: ExperimentSpec) -> list[str]:
+    from chaoslab.chaos.experiments import resolve
+
+    where = f"experiments.{spec.name}"
+    try:
+        data = json.loads(resolve(spec.experiment).read_text())
+    except (FileNotFoundError, ValueError) as exc:
+        return [f"{where}: {exc}"]
+    problems = []
+    known_vars = set(data.get("configuration") or {})
+    for key in spec.vars:
+        if key not in known_vars:
+            problems.append(f"{where}.vars.{key}: the experiment has no such configuration key "
+                            f"(it has: {', '.join(sorted(known_vars))})")
+    method = [a.get("name") for a in data.get("method", [])]
+    for field in ("fault_start", "fault_end"):
+        name = getattr(spec, field)
+        if name is not None and name not in method:
+            problems.append(f"{where}.{field}: no method activity {name!r} (it has: {', '.join(map(str, method))})")
+    if not any(a.get("type") == "action" for a in data.get("method", [])) and spec.fault_start is None:
+        problems.append(f"{where}: the method has no action; name the fault's activity with fault_start")
+    return problems
+
+
+def check(plan: Plan) -> list[str]:
+    """Problems a schema cannot see: names that must exist in the project."""
+    from chaoslab.lab.ports import SERVICES
+    from chaoslab.load.paths import use_loadtests
+    from chaoslab.observability.alerts import alert_names
+
+    use_loadtests()
+    from loadtests import scenarios
+    from loadtests.thresholds import apply_overrides
+
+    problems: list[str] = []
+    for service, count in plan.lab.replicas.items():
+        if service not in SERVICES:
+            problems.append(f"lab.replicas.{service}: not a service ({', '.join(SERVICES)})")
+        elif count < 1:
+            problems.append(f"lab.replicas.{service}: at least 1")
+    try:
+        scenario = scenarios.get(plan.load.scenario)
+        params = scenario.params(plan.load.users, None, plan.load.rate)
+        apply_overrides(scenarios.thresholds_for(scenario, params), plan.load.thresholds)
+    except ValueError as exc:
+        problems.append(f"load: {exc}")
+    alerts = set(alert_names())
+    for spec in plan.experiments:
+        problems.extend(_experiment_problems(spec))
+        for alert in spec.alerts:
+            if alert.name not in alerts:
+                problems.append(f"experiments.{spec.name}.alerts: no alert rule {alert.name!r}")
+    if plan.scaling is not None and plan.scaling.service not in SERVICES:
+        problems.append(f"scaling.service: not a service ({', '.join(SERVICES)})")
+    return problems

@@ -1,0 +1,147 @@
+"""The programs supervisord runs for a lab: the infrastructure and every replica of every service."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaoslab.lab.binaries import Binaries
+from chaoslab.lab.paths import repo_root
+from chaoslab.lab.ports import GRPC_SERVICES, SERVICES
+from chaoslab.lab.spec import LabSpec
+
+LAB_MARKER = "CHAOSLAB_LAB"  # set to the state dir in every process of a lab (see procs.py)
+INFRASTRUCTURE = ("rabbitmq", "prometheus", "alertmanager", "webhook")
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    directory: Path
+    priority: int  # supervisord stops high priorities first: replicas, then the rest, RabbitMQ last
+    stopwaitsecs: int
+    ready_url: str
+    service: str | None = None
+    replica: int | None = None
+    ready_tcp: list[int] = field(default_factory=list)
+
+    @property
+    def is_replica(self) -> bool:
+        return self.service is not None
+
+
+def rabbitmq_env(spec: LabSpec) -> dict[str, str]:
+    rabbit = spec.paths.rabbitmq
+    return {
+        "HOME": str(rabbit / "home"),  # the Erlang cookie; rabbitmqctl needs the same HOME and -n NODE
+        "RABBITMQ_NODENAME": spec.node_name,
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(spec.ports.amqp),
+        "RABBITMQ_DIST_PORT": str(spec.ports.rabbitmq_dist),
+        "RABBITMQ_MNESIA_BASE": str(rabbit / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(rabbit / "log"),
+        "RABBITMQ_LOGS": "-",  # to stdout, hence STATE/logs/rabbitmq.log
+        "RABBITMQ_CONFIG_FILE": str(rabbit / "rabbitmq"),  # without .conf
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(rabbit / "advanced.config"),
+        "RABBITMQ_CONF_ENV_FILE": str(rabbit / "rabbitmq-env.conf"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(rabbit / "enabled_plugins"),
+        "RABBITMQ_PID_FILE": str(rabbit / "rabbitmq.pid"),
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+    }
+
+
+def service_env(spec: LabSpec, service: str, replica: int) -> dict[str, str]:
+    """The environment of one replica (docs/design.md, "Service environment")."""
+    ports = spec.ports
+    env = {
+        "HTTP_HOST": "127.0.0.1",
+        "ADMIN_PORT": str(ports.admin_port(service, replica)),
+        "REPLICA_ID": f"{service}-{replica}",
+        "DATABASE_URL": spec.database_url(service),
+        "AMQP_URL": spec.amqp_url,
+        "ADMIN_TOKEN": spec.admin_token,
+        "SPANS_DIR": str(spec.paths.spans),
+        "AUTH_URL": spec.url(ports.service_port("auth")),
+        "USERS_URL": spec.url(ports.service_port("users")),
+        "ORDERS_URL": spec.url(ports.service_port("orders")),
+        "NOTIFICATIONS_URL": spec.url(ports.service_port("notifications")),
+        "PAYMENTS_GRPC_ADDR": f"127.0.0.1:{ports.service_port('payments')}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if service in GRPC_SERVICES:
+        env["GRPC_PORT"] = str(ports.service_port(service))
+    else:
+        env["HTTP_PORT"] = str(ports.service_port(service))
+    # Overrides (`chaoslab up --env`, `chaoslab env`) come last, but never move a replica off its ports or
+    # identity: the registry, Prometheus' targets and the fault tools rely on those.
+    fixed = {"HTTP_PORT", "GRPC_PORT", "ADMIN_PORT", "REPLICA_ID", "ADMIN_TOKEN"}
+    env.update({k: v for k, v in spec.env_for(service).items() if k not in fixed})
+    return env
+
+
+def infrastructure_programs(spec: LabSpec, binaries: Binaries) -> list[Program]:
+    paths, ports, url = spec.paths, spec.ports, spec.url
+    return [
+        Program(
+            name="rabbitmq", command=[str(binaries.rabbitmq_server)], env=rabbitmq_env(spec),
+            directory=paths.rabbitmq, priority=10, stopwaitsecs=30,
+            ready_url=f"{url(ports.rabbitmq_metrics)}/metrics", ready_tcp=[ports.amqp],
+        ),
+        Program(
+            name="prometheus",
+            command=[
+                str(binaries.prometheus), f"--config.file={paths.prometheus_yml}",
+                f"--storage.tsdb.path={paths.prometheus / 'data'}",
+                f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+                "--web.enable-lifecycle", "--enable-feature=exemplar-storage",
+                "--storage.tsdb.retention.time=7d",
+            ],
+            env={}, directory=paths.prometheus, priority=20, stopwaitsecs=20,
+            ready_url=f"{url(ports.prometheus)}/-/ready",
+        ),
+        Program(
+            name="alertmanager",
+            command=[
+                str(binaries.alertmanager), f"--config.file={paths.alertmanager_yml}",
+                f"--storage.path={paths.alertmanager / 'data'}",
+                f"--web.listen-address=127.0.0.1:{ports.alertmanager}", "--cluster.listen-address=",
+            ],
+            env={}, directory=paths.alertmanager, priority=20, stopwaitsecs=15,
+            ready_url=f"{url(ports.alertmanager)}/-/ready",
+        ),
+        Program(
+            name="webhook",
+            command=[
+                sys.executable, "-m", "chaoslab.webhook", "--host", "127.0.0.1",
+                "--port", str(ports.webhook), "--out", str(paths.notifications),
+            ],
+            env={"PYTHONUNBUFFERED": "1"}, directory=repo_root(), priority=20, stopwaitsecs=10,
+            ready_url=f"{url(ports.webhook)}/health",
+        ),
+    ]
+
+
+def replica_programs(spec: LabSpec) -> list[Program]:
+    out = []
+    for service in SERVICES:
+        for n in range(1, spec.replicas.get(service, 0) + 1):
+            out.append(Program(
+                name=f"{service}-{n}", command=[sys.executable, "-m", f"services.{service}"],
+                env=service_env(spec, service, n), directory=repo_root(), priority=100, stopwaitsecs=20,
+                ready_url=f"{spec.url(spec.ports.admin_port(service, n))}/health/ready",
+                service=service, replica=n,
+            ))
+    return out
+
+
+def all_programs(spec: LabSpec, binaries: Binaries) -> list[Program]:
+    return infrastructure_programs(spec, binaries) + replica_programs(spec)
+
+
+def missing_service_modules(spec: LabSpec) -> list[str]:
+    """Services with replicas whose `services/<name>/__main__.py` does not exist in this checkout."""
+    root = repo_root()
+    return [s for s in SERVICES if spec.replicas.get(s, 0) > 0 and not (root / "services" / s / "__main__.py").exists()]

@@ -1,0 +1,90 @@
+"""The lab registry (docs/design.md, "The lab registry"): what runs where, for people and for tests.
+
+`chaoslab status --json` prints it; `up`, `scale` and `status` keep a copy in STATE/registry.json.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chaoslab.lab.ports import GRPC_SERVICES, SERVICES
+from chaoslab.lab.probes import all_ok, http_ok
+from chaoslab.lab.programs import INFRASTRUCTURE
+from chaoslab.lab.render import write_atomic
+from chaoslab.lab.spec import LabSpec
+
+STOPPED = "STOPPED"
+
+
+def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: bool = True) -> dict[str, Any]:
+    """The registry from the lab's spec and supervisord's process list (empty when supervisord is down).
+
+    With `probe`, each replica's readiness is asked of its /health/ready, and the broker of its metrics port.
+    """
+    ports, url = spec.ports, spec.url
+    info = {p["name"]: p for p in processes}
+
+    def state(name: str) -> str:
+        return str(info[name]["statename"]) if name in info else STOPPED
+
+    def pid(name: str) -> int:
+        return int(info[name]["pid"]) if name in info else 0
+
+    admin = {
+        name: url(ports.admin_port(s, n))
+        for s in SERVICES for n, name in enumerate(spec.replica_names(s), start=1)
+    }
+    running = [name for name in admin if state(name) == "RUNNING"]
+    ready = all_ok([f"{admin[n]}/health/ready" for n in running]) if probe else {}
+
+    services: dict[str, Any] = {}
+    for service in SERVICES:
+        entry: dict[str, Any] = {}
+        if service in GRPC_SERVICES:
+            entry["url"] = None
+            entry["grpc_addr"] = f"127.0.0.1:{ports.service_port(service)}"
+        else:
+            entry["url"] = url(ports.service_port(service))
+        entry["replicas"] = [
+            {
+                "name": name,
+                "admin_url": admin[name],
+                "pid": pid(name),
+                "state": state(name),
+                "ready": bool(ready.get(f"{admin[name]}/health/ready", False)),
+            }
+            for name in spec.replica_names(service)
+        ]
+        services[service] = entry
+
+    order = {name: i for i, name in enumerate([*INFRASTRUCTURE, *admin])}  # the order they start in
+    metrics_url = f"{url(ports.rabbitmq_metrics)}/metrics"
+    broker_state = state("rabbitmq")
+    if broker_state == "RUNNING" and probe and not http_ok(metrics_url, timeout_s=3.0):
+        broker_state = "STARTING"  # the Erlang VM runs but the broker does not serve yet
+
+    return {
+        "state_dir": str(spec.paths.state),
+        "base_port": spec.base_port,
+        "admin_token": spec.admin_token,
+        "gateway_url": url(ports.service_port("gateway")),
+        "services": services,
+        "broker": {
+            "amqp_url": spec.amqp_url,
+            "metrics_url": metrics_url,
+            "node": spec.node_name,
+            "state": broker_state,
+        },
+        "prometheus_url": url(ports.prometheus),
+        "alertmanager_url": url(ports.alertmanager),
+        "webhook_url": url(ports.webhook),
+        "processes": [
+            {"name": p["name"], "state": p["statename"], "pid": int(p["pid"])}
+            for p in sorted(processes, key=lambda p: order.get(p["name"], len(order)))
+        ],
+    }
+
+
+def write_registry(spec: LabSpec, registry: dict[str, Any]) -> None:
+    write_atomic(spec.paths.registry_json, json.dumps(registry, indent=2) + "\n")

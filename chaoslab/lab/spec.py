@@ -1,0 +1,153 @@
+"""What a lab is made of (base port, replicas, database template, admin token), kept in STATE/lab.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from chaoslab.lab.errors import LabError
+from chaoslab.lab.paths import LabPaths
+from chaoslab.lab.ports import MAX_REPLICAS, SERVICES, PortPlan
+
+
+def default_replicas() -> dict[str, int]:
+    return dict.fromkeys(SERVICES, 1)
+
+
+def parse_replicas(items: list[str], base: dict[str, int] | None = None) -> dict[str, int]:
+    """Apply `SVC=N` items (also comma separated: `orders=2,payments=3`) to `base` (default: one each).
+
+    N may be 0 (the service is not run) up to MAX_REPLICAS.
+    """
+    replicas = dict(base) if base is not None else default_replicas()
+    for item in items:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            name, sep, count = part.partition("=")
+            name = name.strip()
+            if not sep or name not in SERVICES:
+                raise LabError(f"bad replica setting {part!r}: expected SVC=N with SVC one of {', '.join(SERVICES)}")
+            try:
+                value = int(count)
+            except ValueError:
+                raise LabError(f"bad replica count in {part!r}: {count!r} is not a number") from None
+            if not 0 <= value <= MAX_REPLICAS:
+                raise LabError(f"bad replica count in {part!r}: choose 0..{MAX_REPLICAS}")
+            replicas[name] = value
+    return replicas
+
+
+ALL_SERVICES = "*"
+
+
+def parse_env(items: list[str], base: dict[str, dict[str, str]] | None = None) -> dict[str, dict[str, str]]:
+    """Apply `[SVC:]KEY=VALUE` items to `base`: an override of one service's environment, or of every
+    service's without `SVC:`. An empty VALUE removes the override."""
+    env = {k: dict(v) for k, v in (base or {}).items()}
+    for item in items:
+        target, colon, assignment = item.partition(":")
+        if not colon or "=" in target:
+            target, assignment = ALL_SERVICES, item
+        key, sep, value = assignment.partition("=")
+        key = key.strip()
+        if target != ALL_SERVICES and target not in SERVICES:
+            raise LabError(f"bad environment override {item!r}: {target!r} is not a service "
+                           f"({', '.join(SERVICES)})")
+        if not sep or not key or not key.replace("_", "").isalnum():
+            raise LabError(f"bad environment override {item!r}: expected [SVC:]KEY=VALUE, "
+                           "e.g. payments:PROVIDER_LATENCY_MS=200")
+        scope = env.setdefault(target, {})
+        if value:
+            scope[key] = value
+        else:
+            scope.pop(key, None)
+    return {k: v for k, v in env.items() if v}
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    state_dir: Path
+    base_port: int
+    replicas: dict[str, int] = field(default_factory=default_replicas)
+    database_url_template: str | None = None
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # Environment overrides: {"*": {...}} for every service, {"payments": {...}} for one (applied after "*").
+    env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def env_for(self, service: str) -> dict[str, str]:
+        return {**self.env.get(ALL_SERVICES, {}), **self.env.get(service, {})}
+
+    @property
+    def paths(self) -> LabPaths:
+        return LabPaths.of(self.state_dir)
+
+    @property
+    def ports(self) -> PortPlan:
+        return PortPlan(self.base_port)
+
+    @property
+    def node_name(self) -> str:
+        return f"chaoslab-{self.base_port}@localhost"
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.ports.amqp}/"
+
+    def url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    def replica_names(self, service: str) -> list[str]:
+        return [f"{service}-{n}" for n in range(1, self.replicas.get(service, 0) + 1)]
+
+    def database_url(self, service: str) -> str:
+        if self.database_url_template:
+            return self.database_url_template.format(service=service)
+        return f"sqlite+aiosqlite:///{self.paths.data / f'{service}.db'}"
+
+    def with_replicas(self, replicas: dict[str, int]) -> LabSpec:
+        return replace(self, replicas=dict(replicas))
+
+    def with_env(self, env: dict[str, dict[str, str]]) -> LabSpec:
+        return replace(self, env={k: dict(v) for k, v in env.items()})
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["state_dir"] = str(self.paths.state)
+        return data
+
+    def save(self) -> None:
+        path = self.paths.lab_json
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        os.chmod(tmp, 0o600)  # it holds the admin token
+        tmp.replace(path)
+
+
+def load_spec(state_dir: str | os.PathLike[str]) -> LabSpec:
+    """The lab of a state dir, as `chaoslab up` recorded it; LabError when there is none."""
+    paths = LabPaths.of(state_dir)
+    try:
+        data = json.loads(paths.lab_json.read_text())
+    except FileNotFoundError:
+        raise LabError(f"no lab in {paths.state}", hint=f"start one: chaoslab up --state-dir {paths.state}") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LabError(f"cannot read {paths.lab_json}: {exc}") from None
+    return LabSpec(
+        state_dir=paths.state,
+        base_port=int(data["base_port"]),
+        replicas={s: int(data.get("replicas", {}).get(s, 0)) for s in SERVICES},
+        database_url_template=data.get("database_url_template"),
+        admin_token=str(data["admin_token"]),
+        env={str(k): {str(a): str(b) for a, b in v.items()} for k, v in (data.get("env") or {}).items()},
+    )
+
+
+def existing_admin_token(state_dir: str | os.PathLike[str]) -> str | None:
+    """The admin token a state dir already has (one per state dir, kept across `up`s)."""
+    try:
+        return load_spec(state_dir).admin_token
+    except (LabError, KeyError, ValueError):
+        return None

@@ -1,0 +1,194 @@
+"""`chaoslab load` and `chaoslab scale-test`, added to the main CLI by `register(app)`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from chaoslab.lab.errors import LabError
+from chaoslab.load.errors import THRESHOLDS_FAILED, USAGE, LoadError
+from chaoslab.load.paths import new_run_dir, use_loadtests
+
+# Off a terminal (CI logs, pytest) rich would wrap tables at 80 columns and cut the request names.
+out = Console(width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+DEFAULT_STATE_DIR = Path(".chaoslab")
+
+use_loadtests()
+from loadtests import scenarios  # noqa: E402  (needs the path above; plain data, no Locust import)
+from loadtests.thresholds import OVERRIDE_HELP, apply_overrides  # noqa: E402
+
+StateDir = Annotated[Path, typer.Option("--state-dir", envvar="CHAOSLAB_STATE_DIR", show_envvar=True,
+                                        help="The lab's state dir (its registry gives the gateway and ports).")]
+
+
+@contextmanager
+def load_errors() -> Iterator[None]:
+    """Expected failures become a message and an exit code, never a traceback."""
+    try:
+        yield
+    except (LoadError, LabError) as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        if exc.hint:
+            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        if exc.details:
+            err.print(exc.details, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code if isinstance(exc, LoadError) else 1) from None
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def _usage(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Call a validator; its ValueError is a usage error for people."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as exc:
+        raise LoadError(str(exc), exit_code=USAGE) from None
+
+
+SCENARIO_LIST = "; ".join(f"{s.name}: {s.summary}" for s in scenarios.SCENARIOS.values())
+
+
+def load(
+    scenario: Annotated[str, typer.Argument(help=f"One of: {', '.join(scenarios.SCENARIOS)}.", show_default=False)],
+    users: Annotated[int | None, typer.Option("--users", "-u", help="Peak users (default: the scenario's).")] = None,
+    rate: Annotated[float | None, typer.Option(help="Requests/s, for the rate scenario.")] = None,
+    duration: Annotated[str | None, typer.Option("--duration", "-d",
+                                                 help="How long: 90, 90s, 5m, 1h30m (default: the scenario's).")]
+    = None,
+    host: Annotated[str | None, typer.Option(help="The gateway URL of any deployment (default: the lab's).")] = None,
+    ui: Annotated[bool, typer.Option("--ui", help="Open Locust's web UI instead of the terminal view.")] = False,
+    workers: Annotated[int, typer.Option(help="Locust worker processes (distributed mode); 0 runs one process.")]
+    = 0,
+    run_dir: Annotated[Path | None, typer.Option(help="Where reports go (default runs/<time>-load-<scenario>).")]
+    = None,
+    threshold: Annotated[list[str] | None, typer.Option("--threshold", "-t", help=f"Override: {OVERRIDE_HELP}.")]
+    = None,
+    mix: Annotated[str | None, typer.Option(help=f"Journey mix: {', '.join(scenarios.MIXES)}.")] = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Run a load scenario against the lab's gateway (or --host) and judge it against its thresholds.
+
+    Writes Locust's CSV and HTML report, the command line and a summary.json into the run dir.
+
+    Exit code: 0 all thresholds held, 1 a threshold was violated (listed), 2 a bad command line or no lab,
+    3 Locust failed.
+    """
+    from chaoslab.load import runner
+    from chaoslab.load.progress import LiveView
+    from chaoslab.load.report import failed_checks, print_summary
+    from chaoslab.load.target import resolve
+
+    with load_errors():
+        chosen = _usage(scenarios.get, scenario)
+        duration_s = _usage(scenarios.parse_duration, duration) if duration is not None else None
+        params = _usage(chosen.params, users, duration_s, rate)
+        if mix is not None and mix not in scenarios.MIXES:
+            raise LoadError(f"unknown mix {mix!r}; known: {', '.join(scenarios.MIXES)}")
+        _usage(apply_overrides, scenarios.thresholds_for(chosen, params, mix), threshold or [])
+        if workers < 0:
+            raise LoadError(f"--workers must be 0 or more, not {workers}")
+        target = resolve(state_dir, host)
+        directory = run_dir or new_run_dir("load", chosen.name)
+        req = runner.LoadRequest(scenario=chosen.name, target=target, run_dir=directory, users=users,
+                                 duration_s=duration_s, rate=rate, mix=mix, thresholds=threshold or [], ui=ui,
+                                 workers=workers)
+        _print_plan(chosen, params, target.host, directory, target.metrics_port, target.registry is not None, ui)
+        metrics_url = f"http://127.0.0.1:{target.metrics_port}/metrics"
+        if ui:
+            outcome = runner.run(req, params.duration_s, on_started=lambda url: out.print(
+                f"Locust web UI: [bold]{url}[/]  (the scenario starts at once; Ctrl-C ends the run and writes the "
+                "reports)", highlight=False))
+        else:
+            with LiveView(err, f"{chosen.name}", params.duration_s, metrics_url) as view:
+                outcome = runner.run(req, params.duration_s, on_tick=view.tick)
+        if outcome.summary is None:
+            raise LoadError("the run was interrupted before Locust wrote its summary", exit_code=130)
+        print_summary(out, outcome.summary)
+        out.print(f"reports: {directory}/ ({', '.join(p.name for p in outcome.files())})", highlight=False)
+        failed = failed_checks(outcome.summary)
+        if outcome.interrupted and not ui:  # with --ui, Ctrl-C is how a run ends: judge it like any other
+            raise typer.Exit(130)
+        if failed:
+            err.print(f"[bold red]{len(failed)} threshold(s) violated:[/]")
+            for check in failed:
+                err.print(f"  {check['what']} {check['limit']}: observed {check['observed']}", highlight=False,
+                          markup=False)
+            raise typer.Exit(THRESHOLDS_FAILED)
+        out.print("[green]all thresholds held[/]")
+
+
+def _print_plan(scenario: scenarios.Scenario, params: scenarios.Params, host: str, directory: Path,
+                metrics_port: int, lab: bool, ui: bool) -> None:
+    from loadtests import shapes
+
+    line = f"[bold]{scenario.name}[/]: {scenario.summary}\n  against {host}, peak {params.users} users, " \
+           f"{params.duration_s:g} s"
+    if params.rate:
+        per_user = shapes.per_user_throughput(params.rate, params.users)
+        line += (f"\n  constant arrival rate: {params.rate:g} req/s = {params.users} users x {per_user:.3g} "
+                 f"requests/s each (one request every {1 / per_user:.2g} s per user)")
+    where = "the lab's Prometheus scrapes it as job=locust" if lab else "no lab: not scraped"
+    line += f"\n  client metrics on http://127.0.0.1:{metrics_port}/metrics ({where})\n  reports in {directory}/"
+    out.print(line, highlight=False)
+
+
+def scale_test(
+    service: Annotated[str, typer.Argument(help="The service to scale (payments).", show_default=False)],
+    replicas: Annotated[str, typer.Option(help="Replica counts to measure, comma separated.")] = "1,2,3",
+    scenario: Annotated[str, typer.Option(help="The load shape that drives it to saturation.")] = "step",
+    duration: Annotated[str, typer.Option("--duration", "-d", help="Load per replica count: 50s, 2m.")] = "50s",
+    users_per_replica: Annotated[int | None, typer.Option(
+        help="Peak users per replica (default: 4 x the provider's concurrency limit).")] = None,
+    provider_latency_ms: Annotated[int, typer.Option(
+        help="payments: the simulated provider's latency during the test (0 keeps the lab's setting).")] = 250,
+    provider_concurrency: Annotated[int, typer.Option(
+        help="payments: the provider's concurrency limit per replica during the test (0 keeps the lab's).")] = 2,
+    min_efficiency: Annotated[float, typer.Option(
+        help="Pass when throughput(N) / (N x throughput(1)) at the largest N is at least this.")] = 0.9,
+    run_dir: Annotated[Path | None, typer.Option(help="Where results go (default runs/<time>-scale-<service>).")]
+    = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Scale a service through its replica counts, drive each to saturation, and report the scaling efficiency.
+
+    Writes scaling.json (and each run's Locust reports) into the run dir.
+
+    Exit 1 when the efficiency at the largest replica count is below --min-efficiency.
+    The lab goes back to its replica count at the end.
+    """
+    from chaoslab.load import scaletest
+
+    with load_errors():
+        counts = _usage(scaletest.parse_replicas, replicas)
+        duration_s = _usage(scenarios.parse_duration, duration)
+        _usage(scenarios.get, scenario)
+        if not 0 < min_efficiency <= 1.5:
+            raise LoadError(f"--min-efficiency must be in (0, 1.5], not {min_efficiency:g}")
+        if users_per_replica is not None and users_per_replica < 1:
+            raise LoadError(f"--users-per-replica must be at least 1, not {users_per_replica}")
+        if provider_latency_ms < 0 or provider_concurrency < 0:
+            raise LoadError("--provider-latency-ms and --provider-concurrency must be 0 (keep) or more")
+        provider = {k: str(v) for k, v in (("PROVIDER_LATENCY_MS", provider_latency_ms),
+                                           ("PROVIDER_CONCURRENCY", provider_concurrency)) if v}
+        result = scaletest.run(
+            scaletest.ScaleRequest(service=service, replicas=counts, scenario=scenario, duration_s=duration_s,
+                                   users_per_replica=users_per_replica, min_efficiency=min_efficiency,
+                                   state_dir=state_dir, run_dir=run_dir,
+                                   provider_env=provider if service == "payments" else None),
+            out, err,
+        )
+        if not result["passed"]:
+            raise typer.Exit(THRESHOLDS_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("load", epilog=f"Scenarios: {SCENARIO_LIST}.")(load)
+    app.command("scale-test")(scale_test)

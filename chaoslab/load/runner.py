@@ -1,0 +1,211 @@
+"""Starting Locust for a scenario (standalone, or a master with worker processes) and collecting its verdict.
+
+Locust runs as its own processes (`python -m locust -f loadtests/locustfile.py ...`), exactly the command compose
+and the k8s Job run, rather than as a library inside this process: Locust monkey-patches the standard library
+with gevent at import, which the rest of chaoslab must not inherit, and distributed mode needs processes anyway.
+The locustfile writes summary.json (totals, per-stage windows, threshold checks); this module reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from chaoslab.load.errors import RUN_FAILED, LoadError
+from chaoslab.load.paths import LOCUSTFILE
+from chaoslab.load.target import Target, free_port
+
+SUMMARY = "summary.json"
+CSV_PREFIX = "locust"  # locust_stats.csv, locust_stats_history.csv, locust_failures.csv, locust_exceptions.csv
+HTML = "report.html"
+LOG = "locust.log"
+STOP_GRACE_S = 30.0  # after SIGINT Locust stops its users and writes the CSV and HTML files
+RUN_GRACE_S = 60.0  # beyond the planned duration: sign-ups, shutdown and report writing
+TICK_S = 1.0
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    scenario: str
+    target: Target
+    run_dir: Path
+    users: int | None = None
+    duration_s: float | None = None
+    rate: float | None = None
+    mix: str | None = None
+    thresholds: list[str] = field(default_factory=list)
+    ui: bool = False
+    workers: int = 0
+
+
+@dataclass
+class LoadOutcome:
+    run_dir: Path
+    returncode: int | None
+    summary: dict[str, Any] | None
+    web_url: str | None = None
+    interrupted: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.summary and self.summary.get("passed"))
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.run_dir.iterdir() if p.is_file())
+
+
+def locust_args(req: LoadRequest, *, master_port: int | None = None, web_port: int | None = None) -> list[str]:
+    """The standalone (or master) Locust command line of a request."""
+    run_dir = req.run_dir.resolve()
+    args = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", req.target.host,
+        "--scenario", req.scenario,
+        "--summary-file", str(run_dir / SUMMARY),
+        "--metrics-host", "127.0.0.1", "--metrics-port", str(req.target.metrics_port),
+        "--csv", str(run_dir / CSV_PREFIX), "--csv-full-history", "--html", str(run_dir / HTML),
+        "--loglevel", "INFO",
+    ]
+    if req.users is not None:
+        args += ["--peak-users", str(req.users)]
+    if req.duration_s is not None:
+        args += ["--duration", f"{req.duration_s:g}s"]
+    if req.rate is not None:
+        args += ["--rate", f"{req.rate:g}"]
+    if req.mix:
+        args += ["--mix", req.mix]
+    if req.thresholds:
+        args += ["--thresholds", ";".join(req.thresholds)]
+    if req.ui:
+        # the scenario starts at once (as headless would); the UI shows it live and can restart it
+        args += ["--web-host", "127.0.0.1", "--web-port", str(web_port or free_port()), "--autostart"]
+    else:
+        args += ["--headless", "--only-summary"]
+    if req.workers > 0:
+        args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                 "--expect-workers", str(req.workers), "--expect-workers-max-wait", "60"]
+    return args
+
+
+def worker_args(master_port: int) -> list[str]:
+    # Workers get the scenario's options from the master with each spawn message.
+    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
+            "--master-host", "127.0.0.1", "--master-port", str(master_port), "--loglevel", "INFO"]
+
+
+class _Terminated(Exception):
+    pass
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the Locust processes are stopped, not orphaned."""
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    """SIGINT to all (the master then writes its reports), then SIGKILL to whatever is left after the grace."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / SUMMARY).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def log_tail(run_dir: Path, lines: int = 30) -> str:
+    chunks = []
+    for path in sorted(run_dir.glob("*.log")):
+        try:
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            continue
+        chunks.append(f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail))
+    return "\n".join(chunks)
+
+
+def run(req: LoadRequest, expected_s: float, on_tick: Callable[[float], None] | None = None,
+        on_started: Callable[[str | None], None] | None = None) -> LoadOutcome:
+    """Run Locust for the request and wait: until its shape ends (headless), or Ctrl-C (--ui).
+
+    `on_tick(elapsed_s)` is called about once a second (the live display); `on_started(web_url)` once the
+    processes are up. A headless run that outlives its plan by RUN_GRACE_S is stopped and reported as failed.
+    """
+    req.run_dir.mkdir(parents=True, exist_ok=True)
+    master_port = free_port() if req.workers > 0 else None
+    web_port = free_port() if req.ui else None
+    command = locust_args(req, master_port=master_port, web_port=web_port)
+    (req.run_dir / "command.txt").write_text(" ".join(command) + "\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    logs: list[IO[bytes]] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    outcome = LoadOutcome(req.run_dir, None, None, web_url=f"http://127.0.0.1:{web_port}" if web_port else None)
+
+    def start(args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        log = open(req.run_dir / log_name, "wb")  # noqa: SIM115 - closed in the finally below
+        logs.append(log)
+        # A session of its own: Ctrl-C reaches this process only, which then stops Locust in order (master first,
+        # so the reports are written) instead of every process at once.
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=req.run_dir, env=env, start_new_session=True)
+        procs.append(proc)
+        return proc
+
+    deadline = None if req.ui else time.monotonic() + expected_s + RUN_GRACE_S
+    try:
+        with _sigterm_raises():
+            master = start(command, LOG)
+            for n in range(req.workers):
+                assert master_port is not None
+                start(worker_args(master_port), f"worker-{n + 1}.log")
+            if on_started:
+                on_started(outcome.web_url)
+            began = time.monotonic()
+            while master.poll() is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    _stop(procs, STOP_GRACE_S)
+                    raise LoadError(
+                        f"Locust did not finish within {expected_s + RUN_GRACE_S:.0f} s; stopped it",
+                        details=log_tail(req.run_dir), exit_code=RUN_FAILED)
+                if on_tick:
+                    on_tick(time.monotonic() - began)
+                time.sleep(TICK_S)
+    except (KeyboardInterrupt, _Terminated):
+        outcome.interrupted = True
+        _stop(procs, STOP_GRACE_S)
+    finally:
+        _stop(procs, 10.0)  # workers, and anything left when an exception went by
+        for log in logs:
+            log.close()
+    outcome.returncode = procs[0].returncode if procs else None
+    outcome.summary = read_summary(req.run_dir)
+    if outcome.summary is None and not outcome.interrupted:
+        raise LoadError(f"Locust ended (exit code {outcome.returncode}) without a summary",
+                        details=log_tail(req.run_dir), exit_code=RUN_FAILED)
+    return outcome

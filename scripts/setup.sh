@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Idempotent set-up: the Debian packages the native lab runs (when missing and apt-get is there), a
+# virtual environment in .venv with the pinned Python packages, and chaoslab itself (editable).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)   # offline compose validation
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "setup: installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    # The packages try to start system services; without an init system that is refused, harmlessly.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing ${missing[*]} and no apt-get here: install them with your package manager" >&2
+    exit 1
+  fi
+fi
+
+python=""
+for candidate in python3.11 python3; do
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    python="$candidate"; break
+  fi
+done
+if [ -z "$python" ]; then
+  echo "setup: chaoslab needs Python 3.11 (its pins resolve there); install python3.11 and python3.11-venv" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.chaoslab-installed
+if [ ! -f "$stamp" ] || ! cmp -s requirements.lock "$stamp" || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing Python packages into .venv (pinned in requirements.lock)"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.lock
+  .venv/bin/pip install -q --no-deps -e .
+  cp requirements.lock "$stamp"
+fi
+echo "setup: ready (.venv, prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), rabbitmq-server)"
