@@ -1,0 +1,150 @@
+"""What instrumentation costs on the order path: throughput and p50/p99 latency with INSTRUMENTATION=on and off,
+alternated in one run on one lab so that machine noise hits both alike.
+
+    .venv/bin/python bench/overhead.py [--seconds 15] [--concurrency 8] [--rounds 2] [--ratio 1.0]
+
+The order path is gateway -> orders -> users (REST) + payments (gRPC) -> outbox -> RabbitMQ -> notifications.
+The payments provider is set to 5 ms so that the services' CPU, where instrumentation costs, is the bottleneck
+(its 50 ms default would hide the overhead behind a sleep). `--ratio` is OTEL_TRACES_SAMPLER_ARG for the "on"
+rounds (default 1.0, the lab's default sampling). Target (issue 3): instrumented throughput >= 85% of
+uninstrumented. Results go to bench/results/overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from chaoslab.lab import control
+from chaoslab.lab.ports import find_free_base
+from chaoslab.lab.spec import default_replicas
+
+ORDER = {"items": [{"sku": "bench", "quantity": 1, "unit_price_cents": 100}], "currency": "EUR"}
+
+
+async def _tokens(gw: str, n: int) -> list[str]:
+    async with aiohttp.ClientSession() as http:
+        tokens = []
+        for _ in range(n):
+            email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+            async with http.post(f"{gw}/api/auth/register", json={"email": email, "password": "bench password"}):
+                pass
+            async with http.post(f"{gw}/api/auth/login", json={"email": email, "password": "bench password"}) as r:
+                tokens.append((await r.json())["access_token"])
+        return tokens
+
+
+async def _settle(gw: str, token: str, timeout_s: float = 60) -> None:
+    """After a restart, wait until orders go through again (breakers closed, keys fetched, pools warm)."""
+    deadline = time.monotonic() + timeout_s
+    ok = 0
+    async with aiohttp.ClientSession() as http:
+        while ok < 5 and time.monotonic() < deadline:
+            async with http.post(f"{gw}/api/orders", json=ORDER, headers={
+                    "Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}) as resp:
+                ok = ok + 1 if resp.status == 201 else 0
+            if not ok:
+                await asyncio.sleep(0.5)
+
+
+async def _drive(gw: str, tokens: list[str], seconds: float, warmup_s: float) -> dict[str, Any]:
+    """Closed loop: each worker places orders back to back; only answers inside the window count."""
+    latencies: list[float] = []
+    failures = 0
+    statuses: dict[int, int] = {}
+    first_failure: list[str] = []
+    start = time.perf_counter() + warmup_s
+    end = start + seconds
+
+    async def worker(token: str, http: aiohttp.ClientSession) -> None:
+        nonlocal failures
+        headers = {"Authorization": f"Bearer {token}"}
+        while (now := time.perf_counter()) < end:
+            async with http.post(f"{gw}/api/orders", json=ORDER,
+                                 headers={**headers, "Idempotency-Key": uuid.uuid4().hex}) as resp:
+                body = await resp.read()
+                done = time.perf_counter()
+                if now >= start and done <= end:
+                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                    if resp.status == 201:
+                        latencies.append(done - now)
+                    else:
+                        failures += 1
+                        if not first_failure:
+                            first_failure.append(body.decode(errors="replace")[:300])
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as http:
+        await asyncio.gather(*(worker(t, http) for t in tokens))
+    latencies.sort()
+    return {
+        "throughput_rps": round(len(latencies) / seconds, 1),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1) if latencies else 0.0,
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1) if latencies else 0.0,
+        "failures": failures,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "first_failure": first_failure[0] if first_failure else None,
+    }
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so the `finally` that stops the benchmark's lab runs on SIGTERM too
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ratio", type=float, default=1.0)
+    args = parser.parse_args()
+    base = find_free_base(26000, 30000)
+    results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory(prefix="chaoslab-overhead-") as state:
+        env = {"*": {"INSTRUMENTATION": "off", "RATE_LIMIT_RPS": "0", "OTEL_TRACES_SAMPLER_ARG": str(args.ratio)},
+               "payments": {"PROVIDER_LATENCY_MS": "5", "PROVIDER_JITTER_MS": "1", "PROVIDER_CONCURRENCY": "64"}}
+        registry = control.up(state, base, default_replicas(), env=env)
+        try:
+            gw = registry["gateway_url"]
+            tokens = asyncio.run(_tokens(gw, args.concurrency))
+            for _ in range(args.rounds):
+                for mode in ("off", "on"):
+                    control.set_env(state, [f"INSTRUMENTATION={mode}"])
+                    asyncio.run(_settle(gw, tokens[0]))
+                    measured = asyncio.run(_drive(gw, tokens, args.seconds, args.warmup))
+                    results[mode].append(measured)
+                    print(f"instrumentation {mode:>3}: {measured}")
+        finally:
+            control.down(state)
+
+    def median(mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[mode])
+
+    summary = {
+        "settings": vars(args),
+        "rounds": results,
+        "median": {mode: {k: median(mode, k) for k in ("throughput_rps", "p50_ms", "p99_ms")} for mode in results},
+    }
+    summary["throughput_ratio_on_off"] = round(median("on", "throughput_rps") / median("off", "throughput_rps"), 3)
+    summary["target_ratio"] = 0.85
+    out = Path(__file__).parent / "results" / "overhead.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"throughput on/off = {summary['throughput_ratio_on_off']} (target >= 0.85); "
+          f"p50 {summary['median']['off']['p50_ms']} -> {summary['median']['on']['p50_ms']} ms, "
+          f"p99 {summary['median']['off']['p99_ms']} -> {summary['median']['on']['p99_ms']} ms -> {out}")
+
+
+if __name__ == "__main__":
+    main()
