@@ -3,6 +3,7 @@ service) by default, PostgreSQL by DSN."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import os
 import time
@@ -37,6 +38,12 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time anyway. Two write transactions of one process that meet inside
+        # SQLite can stall each other for the whole busy timeout (seen under load: one connection held the
+        # write lock while its INSERT and a sibling's BEGIN IMMEDIATE both waited 15 s, and every gRPC charge
+        # behind them timed out). So a process queues its own writers here, in order and cancellably, and
+        # only writers of other replicas meet in SQLite's busy handler.
+        self._writer = asyncio.Lock() if self.is_sqlite else None
         self._install_events()
 
     def _install_events(self) -> None:
@@ -72,6 +79,15 @@ class Database:
     @asynccontextmanager
     async def session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits on success; pass write=True for transactions that write."""
+        if write and self._writer is not None:
+            async with self._writer, self._transaction(write) as session:
+                yield session
+        else:
+            async with self._transaction(write) as session:
+                yield session
+
+    @asynccontextmanager
+    async def _transaction(self, write: bool) -> AsyncIterator[AsyncSession]:
         token = _write_tx.set(write)
         try:
             async with self._sessions() as session, session.begin():

@@ -128,3 +128,41 @@ async def test_upstream_retries_idempotent_calls_and_opens_the_breaker() -> None
             await up.request("GET", "/flaky")
         assert time.perf_counter() - started < 0.1  # fails fast, no call made
     await server.close()
+
+
+async def test_sqlite_writers_of_one_process_take_turns(tmp_path) -> None:
+    """Write transactions of one replica queue in the kit, not inside SQLite (where two of them stalled each other
+    for the whole busy timeout); reads do not queue behind a writer."""
+    from sqlalchemy import text
+
+    from services.kit.db import Database
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    try:
+        async with db.session(write=True) as s:
+            await s.execute(text("CREATE TABLE t (x INTEGER)"))
+        first_in, release = asyncio.Event(), asyncio.Event()
+        entered: list[str] = []
+
+        async def writer(name: str, hold: asyncio.Event | None) -> None:
+            async with db.session(write=True) as s:
+                entered.append(name)
+                first_in.set()
+                await s.execute(text("INSERT INTO t VALUES (1)"))
+                if hold is not None:
+                    await hold.wait()
+
+        first = asyncio.create_task(writer("first", release))
+        await first_in.wait()
+        second = asyncio.create_task(writer("second", None))
+        await asyncio.sleep(0.2)
+        assert entered == ["first"]  # the second writer waits its turn in the kit
+        async with db.session() as s:  # a reader is not held up by the open write transaction
+            assert (await s.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+        release.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        assert entered == ["first", "second"]
+        async with db.session() as s:
+            assert (await s.execute(text("SELECT count(*) FROM t"))).scalar() == 2
+    finally:
+        await db.close()
