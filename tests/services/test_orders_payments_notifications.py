@@ -401,7 +401,8 @@ def test_concurrent_requests_with_one_key_make_one_order(shop: Shop) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(lambda _: shop.place(token, key), range(8)))
     statuses = sorted(r.status_code for r in responses)
-    assert statuses.count(201) == 1 and statuses.count(200) == 7, (statuses, [r.text for r in responses if r.status_code > 201])
+    failed = [r.text for r in responses if r.status_code > 201]
+    assert statuses.count(201) == 1 and statuses.count(200) == 7, (statuses, failed)
     assert len({r.json()["id"] for r in responses}) == 1
     assert len({r.json()["payment_id"] for r in responses}) == 1
     order_id = responses[0].json()["id"]
