@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from chaoslab.chaos import admin, broker, marks, supervise
+from chaoslab.chaos.compose import is_compose
 from chaoslab.chaos.registry import Configuration, load_registry, replicas, select_replicas, service_of
 
 DEAD_LETTER_QUEUE = "notifications.dead-letter"
@@ -22,18 +23,26 @@ Replica = str | int | None
 
 # -- process faults ----------------------------------------------------------------------------------------
 
-def kill_replica(service: str, replica: Replica = None, configuration: Configuration = None) -> list[dict[str, Any]]:
-    """SIGKILL one replica (a random running one by default); supervisord restarts it."""
-    killed = supervise.signal_replicas(service, "KILL", replica, configuration)
+def _kill(service: str, replica: Replica, configuration: Configuration) -> list[dict[str, Any]]:
+    reg = load_registry(configuration)
+    if is_compose(reg):
+        # No process control in compose: the replica ends itself (exit 137) and its restart policy restarts it.
+        killed = admin.crash(reg, select_replicas(reg, service, replica))
+    else:
+        killed = supervise.signal_replicas(service, "KILL", replica, configuration)
     marks.mark("fault", killed[0]["at"])
     return killed
+
+
+def kill_replica(service: str, replica: Replica = None, configuration: Configuration = None) -> list[dict[str, Any]]:
+    """SIGKILL one replica (a random running one by default); supervisord restarts it. In compose, the replica
+    exits 137 through its admin API and the container's restart policy restarts it."""
+    return _kill(service, replica, configuration)
 
 
 def kill_service(service: str, configuration: Configuration = None) -> list[dict[str, Any]]:
-    """SIGKILL every replica of a service at once; supervisord restarts them."""
-    killed = supervise.signal_replicas(service, "KILL", "all", configuration)
-    marks.mark("fault", killed[0]["at"])
-    return killed
+    """SIGKILL every replica of a service at once; supervisord (or, in compose, the restart policy) restarts them."""
+    return _kill(service, "all", configuration)
 
 
 def pause_replica(service: str, replica: Replica = None, configuration: Configuration = None) -> list[dict[str, Any]]:
@@ -45,7 +54,7 @@ def pause_replica(service: str, replica: Replica = None, configuration: Configur
 
 def resume_replicas(service: str | None = None, configuration: Configuration = None) -> list[str]:
     """SIGCONT every paused replica (of `service`, or of the whole lab)."""
-    sv = supervise.supervisor(configuration)
+    sv = supervise.supervisor(configuration, "resume_replicas")
     names = [n for n in supervise.paused_programs(sv) if service is None or service_of(n) == service]
     for name in names:
         sv.call("signalProcess", name, "CONT")
@@ -57,7 +66,7 @@ def resume_replicas(service: str | None = None, configuration: Configuration = N
 def stop_service(service: str, configuration: Configuration = None) -> list[str]:
     """Stop every replica of a service (SIGTERM, graceful); it stays down until start_service."""
     reg = load_registry(configuration)
-    sv = supervise.supervisor(configuration)
+    sv = supervise.supervisor(configuration, "stop_service")
     marks.mark("fault")
     return supervise.stop_programs(sv, [r["name"] for r in replicas(reg, service)])
 
@@ -65,7 +74,7 @@ def stop_service(service: str, configuration: Configuration = None) -> list[str]
 def start_service(service: str, timeout_s: float = 60.0, configuration: Configuration = None) -> dict[str, Any]:
     """Start every replica of a service that is not running, and wait until all are ready."""
     reg = load_registry(configuration)
-    sv = supervise.supervisor(configuration)
+    sv = supervise.supervisor(configuration, "start_service")
     started = supervise.start_programs(sv, [r["name"] for r in replicas(reg, service)])
     marks.mark("recovery")
     waited = supervise.wait_until(lambda: all(supervise.ready_replicas(reg, service).values()), timeout_s,
@@ -75,7 +84,7 @@ def start_service(service: str, timeout_s: float = 60.0, configuration: Configur
 
 def stop_broker(configuration: Configuration = None) -> dict[str, Any]:
     """Stop the lab's RabbitMQ node (a broker outage)."""
-    sv = supervise.supervisor(configuration)
+    sv = supervise.supervisor(configuration, "stop_broker")
     at = marks.mark("fault")
     supervise.stop_programs(sv, [supervise.BROKER])
     return {"stopped": supervise.BROKER, "at": at}
@@ -84,7 +93,7 @@ def stop_broker(configuration: Configuration = None) -> dict[str, Any]:
 def start_broker(timeout_s: float = 60.0, configuration: Configuration = None) -> dict[str, Any]:
     """Start the lab's RabbitMQ node and wait until it takes connections again."""
     reg = load_registry(configuration)
-    sv = supervise.supervisor(configuration)
+    sv = supervise.supervisor(configuration, "start_broker")
     started = supervise.start_programs(sv, [supervise.BROKER])
     marks.mark("recovery")
     waited = supervise.wait_until(lambda: supervise.broker_serving(reg), timeout_s, "the broker serving")
@@ -180,6 +189,8 @@ def restore_lab(timeout_s: float = 90.0, configuration: Configuration = None) ->
     """Undo any fault of the catalog: clear in-service faults, resume paused replicas, start stopped programs
     (the broker first), and wait until everything is ready. Every experiment's last rollback."""
     reg = load_registry(configuration)
+    if is_compose(reg):
+        return _restore_compose(reg, timeout_s)
     sv = supervise.supervisor(configuration)
     resumed = resume_replicas(configuration=configuration)
     names = [p["name"] for p in sv.processes() if p["statename"] not in ("RUNNING", "STARTING")]
@@ -196,6 +207,19 @@ def restore_lab(timeout_s: float = 90.0, configuration: Configuration = None) ->
     finally:
         cleared = admin.clear_faults(reg, admin.all_replicas(reg))  # also after a timeout: never leave a fault
     return {"resumed": resumed, "started": started, "ready_after_s": round(waited, 3),
+            "faults_cleared": sum(r["cleared"] for r in cleared)}
+
+
+def _restore_compose(reg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """In compose only in-service faults can be undone here (containers restart by their own policy):
+    clear them, then wait until every replica that resolves is ready."""
+    cleared = admin.clear_faults(reg, admin.all_replicas(reg))
+
+    def all_ready() -> bool:
+        return all(all(supervise.ready_replicas(reg, s).values()) for s in reg["services"])
+
+    waited = supervise.wait_until(all_ready, timeout_s, "every replica ready", interval_s=0.5)
+    return {"resumed": [], "started": [], "ready_after_s": round(waited, 3),
             "faults_cleared": sum(r["cleared"] for r in cleared)}
 
 

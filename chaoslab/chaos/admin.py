@@ -6,6 +6,7 @@ and a fault lands on all replicas at nearly the same moment.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -57,6 +58,28 @@ def add_fault(reg: dict[str, Any], targets: list[dict[str, Any]], body: dict[str
         # Leave nothing half-injected behind: the replicas that took it clear it again.
         clear_faults(reg, [t for t in targets if t["name"] not in {f["replica"] for f in failed}])
         raise ActivityFailed("fault refused: " + "; ".join(f"{f['replica']}: {f['error']}" for f in failed))
+    return results
+
+
+def crash(reg: dict[str, Any], targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """POST /admin/crash on each target: the replica's process exits 137 at once (how the compose runner
+    kills a replica; its restart policy brings it back). ActivityFailed when a target refuses."""
+
+    def post(replica: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resp = requests.post(f"{replica['admin_url']}/admin/crash", json={}, headers=_headers(reg),
+                                 timeout=TIMEOUT_S)
+        except requests.RequestException as exc:
+            return {"name": replica["name"], "error": f"unreachable: {exc.__class__.__name__}"}
+        if resp.status_code != 202:
+            return {"name": replica["name"], "error": f"{resp.status_code} {resp.text[:300]}"}
+        return {"name": replica["name"], "pid": int(resp.json().get("pid", 0)), "signal": "exit 137",
+                "at": time.time()}
+
+    results = _fan_out(targets, post)
+    failed = [r for r in results if "error" in r]
+    if failed:
+        raise ActivityFailed("crash refused: " + "; ".join(f"{f['name']}: {f['error']}" for f in failed))
     return results
 
 

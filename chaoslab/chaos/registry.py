@@ -14,6 +14,7 @@ from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
+TARGET_KEY = "chaoslab_target"
 STATE_KEY = "chaoslab_state_dir"
 STATE_ENV = "CHAOSLAB_STATE_DIR"
 DEFAULT_STATE_DIR = ".chaoslab"
@@ -31,7 +32,21 @@ def state_dir(configuration: Configuration = None) -> Path:
     return Path(str(value)).expanduser().resolve()
 
 
+def target(configuration: Configuration = None) -> str:
+    """"native" (a lab on this machine, the default) or "compose" (the runner inside a compose stack)."""
+    from chaoslab.chaos.compose import TARGET_ENV
+
+    value = str((configuration or {}).get(TARGET_KEY) or os.environ.get(TARGET_ENV) or "native")
+    if value not in ("native", "compose"):
+        raise ActivityFailed(f"unknown chaos target {value!r} ({TARGET_KEY} / ${TARGET_ENV}): native or compose")
+    return value
+
+
 def load_registry(configuration: Configuration = None) -> dict[str, Any]:
+    if target(configuration) == "compose":
+        from chaoslab.chaos.compose import compose_registry
+
+        return compose_registry()
     state = state_dir(configuration)
     path = state / "registry.json"
     try:

@@ -10,11 +10,13 @@ import time
 import xmlrpc.client
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 from chaoslib.exceptions import ActivityFailed
 
-from chaoslab.chaos.registry import Configuration, load_registry, replicas, select_replicas, state_dir
+from chaoslab.chaos.compose import needs_process_control
+from chaoslab.chaos.registry import Configuration, load_registry, replicas, select_replicas, state_dir, target
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.probes import http_ok, tcp_accepts
 from chaoslab.lab.supervisor import Supervisor
@@ -23,7 +25,9 @@ BROKER = "rabbitmq"
 STOP_TIMEOUT_S = 90.0  # RabbitMQ's stopwaitsecs is 30; a replica's 20
 
 
-def supervisor(configuration: Configuration = None) -> Supervisor:
+def supervisor(configuration: Configuration = None, what: str = "this fault") -> Supervisor:
+    if target(configuration) == "compose":
+        raise needs_process_control(what)
     sv = Supervisor(LabPaths.of(state_dir(configuration)))
     if not sv.is_running():
         raise ActivityFailed(f"no supervisord answers for the lab in {state_dir(configuration)}")
@@ -45,7 +49,7 @@ def signal(sv: Supervisor, name: str, sig: str) -> dict[str, Any]:
 
 def signal_replicas(service: str, sig: str, replica: str | int | None,
                     configuration: Configuration = None) -> list[dict[str, Any]]:
-    sv = supervisor(configuration)
+    sv = supervisor(configuration, {"KILL": "kill_replica", "STOP": "pause_replica"}.get(sig, f"signal {sig}"))
     targets = select_replicas(load_registry(configuration), service, replica)
     if replica is None or replica == "random":
         # "one replica, at random" means one that can take the fault: a running one
@@ -129,5 +133,6 @@ def ready_replicas(reg: dict[str, Any], service: str) -> dict[str, bool]:
 
 def broker_serving(reg: dict[str, Any]) -> bool:
     """The broker takes connections and serves its metrics (the Erlang VM alone is not enough)."""
-    amqp_port = int(reg["broker"]["amqp_url"].rsplit(":", 1)[1].strip("/"))
-    return tcp_accepts(amqp_port) and http_ok(reg["broker"]["metrics_url"], timeout_s=2.0)
+    amqp = urlsplit(reg["broker"]["amqp_url"])
+    return (tcp_accepts(amqp.port or 5672, host=amqp.hostname or "127.0.0.1")
+            and http_ok(reg["broker"]["metrics_url"], timeout_s=2.0))

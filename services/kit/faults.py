@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+import os
 import random
 import threading
 import time
@@ -218,6 +220,10 @@ def admin_token_middleware(token: str) -> Any:
     return middleware
 
 
+CRASH_EXIT_CODE = 137  # what a SIGKILLed process reports (128 + 9)
+CRASH_DELAY_S = 0.1
+
+
 def add_admin_routes(app: web.Application, registry: FaultRegistry) -> None:
     async def list_faults(request: web.Request) -> web.Response:
         return web.json_response({"faults": [f.as_dict() for f in registry.active()]})
@@ -235,6 +241,22 @@ def add_admin_routes(app: web.Application, registry: FaultRegistry) -> None:
             raise ApiError(404, "Not Found", "no such fault (it may have expired)")
         return web.json_response({"cleared": 1})
 
+    async def crash(request: web.Request) -> web.Response:
+        # A crash from inside, for runners without process control (the compose chaos runner has no Docker
+        # socket): os._exit skips every shutdown hook, like SIGKILL, and works for PID 1 in a container, where
+        # a self-sent SIGKILL is ignored. The container's restart policy brings the replica back.
+        body = await request.json() if request.can_read_body else {}
+        delay_s = body.get("delay_s", CRASH_DELAY_S) if isinstance(body, dict) else None
+        if not isinstance(delay_s, int | float) or isinstance(delay_s, bool) or not 0 <= delay_s <= 60:
+            raise ApiError(422, "Unprocessable Content", "delay_s must be a number of seconds from 0 to 60",
+                           errors=[{"field": "delay_s", "message": "0..60", "type": "value"}])
+        logging.getLogger("chaoslab.crash").warning("crash requested through the admin API; exiting %d in %.2f s",
+                                                    CRASH_EXIT_CODE, delay_s)
+        # The answer goes out first; then the process ends mid-flight, whatever it was doing.
+        asyncio.get_running_loop().call_later(max(float(delay_s), 0.05), os._exit, CRASH_EXIT_CODE)
+        return web.json_response({"pid": os.getpid(), "exit_code": CRASH_EXIT_CODE, "in_s": delay_s}, status=202)
+
+    app.router.add_post("/admin/crash", crash)
     app.router.add_get("/admin/faults", list_faults)
     app.router.add_post("/admin/faults", add_fault)
     app.router.add_delete("/admin/faults", clear_faults)

@@ -1,0 +1,91 @@
+"""The compose chaos runner's faults against real replicas laid out as in a compose network: two payments
+replicas on their own addresses (127.0.0.2 and 127.0.0.3) with the same admin port, found by "DNS" (the name
+table the test controls, as Docker's embedded DNS would answer). No Docker engine here, so the restart policy
+is the only thing not exercised: the killed replica must have exited 137 on its own. Ports: 22900-22999."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from procs import PortPool, ServiceProc, sqlite_url, start
+
+from chaoslab.chaos import actions
+
+pytestmark = pytest.mark.services
+
+ADMIN_TOKEN = "compose-test-admin"
+ADDRESSES = ("127.0.0.2", "127.0.0.3")
+CHARGE = "/payments.v1.Payments/Charge"
+
+
+def _start_replica(n: int, address: str, ports: PortPool, admin_port: int, grpc_port: int, tmp: Path) -> ServiceProc:
+    proc = start("payments", {
+        "HTTP_HOST": address,
+        "GRPC_PORT": str(grpc_port),
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "DATABASE_URL": sqlite_url(tmp / "payments.db"),
+        "REPLICA_ID": f"payments-{n}",
+    }, ports=ports, admin_port=admin_port, log_dir=tmp / "logs", name=f"payments-{n}", wait=False, public=False)
+    proc.admin_url = f"http://{address}:{admin_port}"
+    return proc
+
+
+@pytest.fixture
+def compose_payments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[list[ServiceProc], dict]]:
+    ports = PortPool(22900, 22999)
+    admin_port, grpc_port = ports.take(), ports.take()
+    procs = [_start_replica(n, a, ports, admin_port, grpc_port, tmp_path) for n, a in enumerate(ADDRESSES, 1)]
+    try:
+        for proc in procs:
+            proc.wait_ready(30)
+        dns = {"payments": list(ADDRESSES)}
+        monkeypatch.setenv("CHAOSLAB_TARGET", "compose")
+        monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
+        monkeypatch.setenv("CHAOSLAB_ADMIN_PORT", str(admin_port))
+        monkeypatch.setenv("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/")
+        monkeypatch.setattr("chaoslab.chaos.compose.dns_addresses", lambda host, port: list(dns.get(host, [])))
+        yield procs, dns
+    finally:
+        for proc in procs:
+            proc.stop(grace_s=5)
+
+
+def _faults(proc: ServiceProc) -> list[dict]:
+    resp = requests.get(proc.admin_url + "/admin/faults", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                        timeout=5)
+    resp.raise_for_status()
+    return resp.json()["faults"]
+
+
+def test_faults_kill_and_restore_through_the_admin_api(compose_payments: tuple[list[ServiceProc], dict]) -> None:
+    procs, dns = compose_payments
+    injected = actions.inject_latency("payments", latency_ms=300, route=CHARGE, ttl_s=30)
+    assert sorted(r["replica"] for r in injected) == ["payments-1", "payments-2"]
+    assert all(len(_faults(p)) == 1 and _faults(p)[0]["route"] == CHARGE for p in procs)
+
+    killed = actions.kill_replica("payments", 2)
+    assert [(k["name"], k["pid"]) for k in killed] == [("payments-2", procs[1].pid)]
+    procs[1].proc.wait(10)
+    assert procs[1].proc.returncode == 137  # ended at once, like SIGKILL: no graceful drain
+    assert "stopped" not in procs[1].log_tail(5)  # the graceful path ("stopped") never ran
+    assert procs[0].running()
+
+    dns["payments"] = [ADDRESSES[0]]  # the dead container leaves the network until its restart policy acts
+    restored = actions.restore_lab(timeout_s=10)
+    assert restored["faults_cleared"] == 1 and restored["started"] == []
+    assert _faults(procs[0]) == []
+
+
+def test_crash_needs_the_admin_token_and_a_sane_delay(compose_payments: tuple[list[ServiceProc], dict]) -> None:
+    procs, _ = compose_payments
+    url = procs[0].admin_url + "/admin/crash"
+    assert requests.post(url, json={}, timeout=5).status_code == 401
+    bad = requests.post(url, json={"delay_s": "soon"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5)
+    assert bad.status_code == 422 and bad.headers["Content-Type"].startswith("application/problem+json")
+    assert bad.json()["errors"][0]["field"] == "delay_s"
+    time.sleep(0.3)
+    assert procs[0].running()  # neither request ended it
