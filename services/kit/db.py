@@ -62,7 +62,16 @@ class Database:
 
             @event.listens_for(sync_engine, "begin")
             def _sqlite_begin(conn: Any) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE" if _write_tx.get() else "BEGIN")
+                if _write_tx.get():
+                    # Through SQLAlchemy, so traced and timed: its duration is the wait for the write lock.
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    return
+                # A read's BEGIN takes no lock and no time: straight to the driver, no span, no metric sample.
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute("BEGIN")
+                finally:
+                    cursor.close()
 
         @event.listens_for(sync_engine, "before_cursor_execute")
         def _before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
