@@ -1,0 +1,146 @@
+"""What each instrumented operation costs, in CPU microseconds, measured in one process with nothing else in it:
+an aiohttp request (client and server, the kit's tracing setup) and a SQLAlchemy write + read session on SQLite
+(the kit's Database). Each mode runs in a fresh interpreter, alternated `--rounds` times: off (no tracer
+provider), sampled-out (ratio 0: non-recording spans, the always-on cost) and sampled (ratio 1).
+
+    .venv/bin/python bench/instrumentation_costs.py [--rounds 2] [--n 3000]
+
+CPU time (time.process_time, all threads) is much steadier than throughput on a shared machine, so this says
+where bench/overhead.py's difference comes from. Results go to bench/results/instrumentation_costs.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODES = ("off", "0.0", "1.0")
+
+
+def _setup_tracing(mode: str, spans_dir: str) -> None:
+    if mode == "off":
+        return
+    os.environ["OTEL_TRACES_SAMPLER_ARG"] = mode
+    os.environ["SPANS_DIR"] = spans_dir
+    from services.kit import tracing
+    from services.kit.config import CommonConfig
+
+    tracing.setup_tracing(CommonConfig.from_env("bench", 18999))
+
+
+async def _http(n: int) -> float:
+    import aiohttp
+    from aiohttp import web
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/items/{id}", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - the port the OS chose
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def one() -> None:
+                async with http.get(f"http://127.0.0.1:{port}/items/1") as resp:
+                    await resp.read()
+
+            for _ in range(300):
+                await one()
+            started = time.process_time()
+            for _ in range(n):
+                await one()
+            return (time.process_time() - started) / n * 1e6
+    finally:
+        await runner.cleanup()
+
+
+async def _sql(n: int, path: str) -> float:
+    import uuid
+
+    from opentelemetry import trace
+    from sqlalchemy import Column, MetaData, String, Table, select
+
+    from services.kit import tracing
+    from services.kit.db import Database
+
+    md = MetaData()
+    table = Table("t", md, Column("id", String, primary_key=True))
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    tracing.instrument_sqlalchemy(db.engine)
+    await db.create_all(md)
+    tracer = trace.get_tracer("bench")
+
+    async def one() -> None:
+        with tracer.start_as_current_span("request"):  # as in a handler: statements have a parent
+            async with db.session(write=True) as session:
+                await session.execute(table.insert().values(id=str(uuid.uuid4())))
+            async with db.session() as session:
+                await session.execute(select(table).limit(1))
+
+    try:
+        for _ in range(200):
+            await one()
+        started = time.process_time()
+        for _ in range(n):
+            await one()
+        return (time.process_time() - started) / n * 1e6
+    finally:
+        await db.close()
+
+
+def _child(mode: str, n: int) -> None:
+    import asyncio
+
+    with tempfile.TemporaryDirectory(prefix="chaoslab-costs-") as tmp:
+        _setup_tracing(mode, os.path.join(tmp, "spans"))
+        http = asyncio.run(_http(n))
+        sql = asyncio.run(_sql(n, os.path.join(tmp, "bench.db")))
+    print(json.dumps({"http_request_us": round(http, 1), "sql_write_read_us": round(sql, 1)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.n)
+        return
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+    for _ in range(args.rounds):
+        for mode in MODES:
+            out = subprocess.run([sys.executable, __file__, "--child", mode, "--n", str(args.n)], cwd=REPO,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True,
+                                 text=True)
+            runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"{mode:>4}: {runs[mode][-1]}", flush=True)
+    median = {m: {k: statistics.median(r[k] for r in runs[m]) for k in runs[m][0]} for m in MODES}
+    summary = {
+        "settings": {"rounds": args.rounds, "n": args.n},
+        "runs": runs,
+        "median_cpu_us": median,
+        "added_cpu_us": {
+            "sampled_out": {k: round(median["0.0"][k] - median["off"][k], 1) for k in median["off"]},
+            "sampled": {k: round(median["1.0"][k] - median["off"][k], 1) for k in median["off"]},
+        },
+    }
+    out_path = Path(__file__).parent / "results" / "instrumentation_costs.json"
+    out_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"added CPU us: {summary['added_cpu_us']} -> {out_path}")
+
+
+if __name__ == "__main__":
+    main()
