@@ -69,11 +69,14 @@ def time_to_recover(service: str, timeout_s: float = 30.0, min_ready: int | None
     """Wait until the service has `min_ready` (default: all) replicas ready again; seconds from the fault.
     Raises when it does not recover within `timeout_s`."""
     started_wall = time.time()
-    reg = load_registry(configuration)
-    total = len(replicas(reg, service))
-    wanted = total if min_ready is None else min_ready
-    supervise.wait_until(lambda: sum(supervise.ready_replicas(reg, service).values()) >= wanted, timeout_s,
-                         f"{wanted} ready replica(s) of {service}")
+    total = len(replicas(load_registry(configuration), service))
+    wanted = total if min_ready is None else int(min_ready)
+
+    def recovered() -> bool:
+        # Asked afresh each time: in compose a restarted container is found by DNS again, maybe at a new address.
+        return sum(supervise.ready_replicas(load_registry(configuration), service).values()) >= wanted
+
+    supervise.wait_until(recovered, timeout_s, f"{wanted} ready replica(s) of {service}")
     return _measure("time_to_recover", _since_recovery(started_wall), service=service, ready=wanted)
 
 

@@ -5,6 +5,7 @@ is the only thing not exercised: the killed replica must have exited 137 on its 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import requests
 from procs import PortPool, ServiceProc, sqlite_url, start
 
-from chaoslab.chaos import actions
+from chaoslab.chaos import actions, probes
 
 pytestmark = pytest.mark.services
 
@@ -78,6 +79,22 @@ def test_faults_kill_and_restore_through_the_admin_api(compose_payments: tuple[l
     restored = actions.restore_lab(timeout_s=10)
     assert restored["faults_cleared"] == 1 and restored["started"] == []
     assert _faults(procs[0]) == []
+
+    # What the restart policy does: the same container, the same address, a new process. It is back in DNS once
+    # it runs; time_to_recover must notice (it asks DNS again on every poll) and count it ready.
+    tmp = procs[0].log_path.parent.parent
+    replacement = _start_replica(2, ADDRESSES[1], PortPool(22900, 22999), procs[0].admin_port,
+                                 int(procs[0].env["GRPC_PORT"]), tmp)
+    procs.append(replacement)
+
+    def rejoin() -> None:
+        time.sleep(1.0)
+        dns["payments"] = list(ADDRESSES)
+
+    threading.Thread(target=rejoin, daemon=True).start()
+    recovered = probes.time_to_recover("payments", timeout_s=30, min_ready=2)
+    assert recovered["ready"] == 2 and recovered["seconds"] >= 1.0, recovered
+    assert replacement.running()
 
 
 def test_crash_needs_the_admin_token_and_a_sane_delay(compose_payments: tuple[list[ServiceProc], dict]) -> None:
