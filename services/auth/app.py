@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from services.kit.app import Service
 from services.kit.config import env_int, env_str
 from services.kit.errors import ApiError
+from services.kit.tracing import untraced
 from services.kit.validation import parse_body
 
 from .models import LoginBody, RefreshBody, RegisterBody, metadata, normalise_email, signing_keys, users
@@ -113,11 +114,12 @@ class Auth:
 
     # -- startup ------------------------------------------------------------------------------------------------
     async def startup(self, svc: Service) -> None:
-        self.key = await self.load_or_create_key()
-        svc.log.info("signing key ready", kid=self.key.kid)
-        # Login hashes a password even for an unknown email, so timing does not tell whether an email exists.
-        self.dummy_hash = await self.hash_password(uuid.uuid4().hex)
-        await self.bootstrap_admin()
+        with untraced():  # setup, not a request: its statements make no traces of their own
+            self.key = await self.load_or_create_key()
+            svc.log.info("signing key ready", kid=self.key.kid)
+            # Login hashes a password even for an unknown email, so timing does not tell whether an email exists.
+            self.dummy_hash = await self.hash_password(uuid.uuid4().hex)
+            await self.bootstrap_admin()
 
     async def shutdown(self, svc: Service) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

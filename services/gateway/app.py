@@ -19,6 +19,7 @@ from services.kit.config import env_float, env_int, env_str
 from services.kit.errors import ApiError
 from services.kit.http_client import Upstream
 from services.kit.tokens import Principal
+from services.kit.tracing import untraced
 
 from .models import ROUTES, Route, TokenBucketLimiter, match_route, required_roles, retry_after_header
 
@@ -149,7 +150,9 @@ def create_service() -> Service:
         return svc.verifier.has_keys or await svc.verifier.refresh()
 
     async def warm_keys(_: Service) -> None:
-        if not await svc.verifier.refresh():
+        with untraced():  # a warm-up, not a request
+            fetched = await svc.verifier.refresh()
+        if not fetched:
             svc.log.warning("auth's JWKS is not reachable yet; keys will be fetched on the first token")
 
     svc.add_readiness_check("jwks", jwks_loaded, required=False)

@@ -34,6 +34,7 @@ from services.kit.tracing import (
     instrument_sqlalchemy,
     setup_tracing,
     shutdown_tracing,
+    untraced,
 )
 
 Hook = Callable[["Service"], Awaitable[None]]
@@ -147,7 +148,9 @@ class Service:
             except Exception as exc:  # noqa: BLE001 - a readiness check reports any failure
                 return {"ok": False, "required": check.required, "error": f"{type(exc).__name__}: {exc}"}
 
-        results = await asyncio.gather(*(run(c) for c in self._checks))
+        # Probes come every few seconds from supervisors and experiments: a trace of each would bury the requests.
+        with untraced():
+            results = await asyncio.gather(*(run(c) for c in self._checks))
         checks = {c.name: r for c, r in zip(self._checks, results, strict=True)}
         ready = self._serving and not self._draining and all(r["ok"] for r in results if r["required"])
         state = "draining" if self._draining else ("ready" if ready else ("not_ready" if self._serving else "starting"))
@@ -206,8 +209,10 @@ class Service:
         # The admin port opens first so that a supervisor sees the replica live while it starts.
         await web.TCPSite(admin_runner, self.config.host, self.config.admin_port).start()
         if self.db is not None:
-            for md in self._metadata:
-                await self.db.create_all(md)
+            with untraced():  # schema creation is no request: no one-span traces of its statements
+                for md in self._metadata:
+                    await self.db.create_all(md)
+        # Startup hooks run traced: a server they start (payments' gRPC) hands this context to its handlers.
         for hook in self._startup:
             await hook(self)
         public_runner: web.AppRunner | None = None

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
@@ -131,6 +132,18 @@ def grpc_client_interceptors() -> list[Any]:
 def shutdown_tracing() -> None:
     if _provider is not None:
         _provider.shutdown()
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """No spans from the instrumentations inside: for housekeeping that no request asked for (the outbox
+    relay's polls, readiness pings). Each of its statements would otherwise be a one-span trace of its own,
+    crowding `chaoslab traces --slowest` with lock waits nobody is waiting on. Spans started explicitly with a
+    request's context (the relay's publish span) are still recorded."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
 
 
 def current_trace_ids() -> tuple[str | None, str | None]:

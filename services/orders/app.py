@@ -38,7 +38,7 @@ from services.kit.errors import ApiError
 from services.kit.faults import InjectedAbort, apply_to_call
 from services.kit.http_client import UpstreamError, observe_breaker_rejection
 from services.kit.tokens import Principal, authenticated
-from services.kit.tracing import current_exemplar, grpc_client_interceptors
+from services.kit.tracing import current_exemplar, grpc_client_interceptors, untraced
 from services.kit.validation import iso_utc, parse_body, query_int
 from services.proto import payments_pb2, payments_pb2_grpc
 
@@ -273,29 +273,32 @@ class OutboxRelay:
         )
         if not db.is_sqlite:
             due = due.with_for_update(skip_locked=True)
-        async with db.session(write=True) as session:
-            result = await session.execute(
-                update(outbox)
-                .where(outbox.c.event_id.in_(due.scalar_subquery()), outbox.c.sent_at.is_(None))
-                .values(claimed_until=now + self.lease_s, claim_token=token, attempts=outbox.c.attempts + 1)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 0:
-                return []
-            rows = await session.execute(
-                select(outbox).where(outbox.c.claim_token == token).order_by(outbox.c.created_at)
-            )
-            return list(rows.all())
+        # Polls are housekeeping: untraced, or every empty poll would be a trace (the publish spans join the orders').
+        with untraced():
+            async with db.session(write=True) as session:
+                result = await session.execute(
+                    update(outbox)
+                    .where(outbox.c.event_id.in_(due.scalar_subquery()), outbox.c.sent_at.is_(None))
+                    .values(claimed_until=now + self.lease_s, claim_token=token, attempts=outbox.c.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount == 0:
+                    return []
+                rows = await session.execute(
+                    select(outbox).where(outbox.c.claim_token == token).order_by(outbox.c.created_at)
+                )
+                return list(rows.all())
 
     async def _release(self, event_ids: list[str]) -> None:
         if not event_ids:
             return
-        async with self.svc.db.session(write=True) as session:
-            await session.execute(
-                update(outbox)
-                .where(outbox.c.event_id.in_(event_ids), outbox.c.sent_at.is_(None))
-                .values(claimed_until=0.0, claim_token=None)
-            )
+        with untraced():
+            async with self.svc.db.session(write=True) as session:
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.event_id.in_(event_ids), outbox.c.sent_at.is_(None))
+                    .values(claimed_until=0.0, claim_token=None)
+                )
 
     async def _publish(self, exchange: aio_pika.abc.AbstractExchange, row: Any) -> None:
         parent = extract_trace_context(row.headers)
@@ -334,10 +337,11 @@ class OutboxRelay:
         confirmed = [r.event_id for r, res in zip(rows, results, strict=True) if res is None]
         failed = [(r.event_id, res) for r, res in zip(rows, results, strict=True) if res is not None]
         if confirmed:
-            async with self.svc.db.session(write=True) as session:
-                await session.execute(
-                    update(outbox).where(outbox.c.event_id.in_(confirmed)).values(sent_at=time.time())
-                )
+            with untraced():
+                async with self.svc.db.session(write=True) as session:
+                    await session.execute(
+                        update(outbox).where(outbox.c.event_id.in_(confirmed)).values(sent_at=time.time())
+                    )
             metrics.outbox_published_total.inc(len(confirmed))
         if failed:
             await self._release([eid for eid, _ in failed])
@@ -348,8 +352,10 @@ class OutboxRelay:
         return len(confirmed)
 
     async def backlog(self) -> int:
-        async with self.svc.db.session() as session:
-            return int((await session.execute(select(func.count()).where(outbox.c.sent_at.is_(None)))).scalar_one())
+        with untraced():
+            async with self.svc.db.session() as session:
+                query = select(func.count()).where(outbox.c.sent_at.is_(None))
+                return int((await session.execute(query)).scalar_one())
 
     async def run(self, svc: Service) -> None:
         backoff = 0.2

@@ -4,6 +4,7 @@ Prometheus through the real Alertmanager to the lab's webhook receiver within it
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -234,3 +235,24 @@ def test_trace_and_log_commands_find_one_request(lab: dict[str, Any]) -> None:
     assert unknown.returncode == 1 and "no span" in unknown.stderr
     garbage = run_chaoslab("trace", "not-a-trace", *state)
     assert garbage.returncode == 2 and "not a trace id" in garbage.stderr
+
+
+def test_every_trace_starts_with_a_request(lab: dict[str, Any]) -> None:
+    """Housekeeping makes no traces of its own: the outbox relay's polls and readiness pings run untraced, so
+    every root span is a request's server span and `chaoslab traces --slowest` lists requests, not lock waits."""
+    gw = lab["gateway_url"]
+    auth = _customer(gw)
+    for _ in range(3):
+        assert requests.post(f"{gw}/api/orders", json=ORDER, timeout=15,
+                             headers={**auth, "Idempotency-Key": uuid.uuid4().hex}).status_code == 201
+    for service in ("orders", "payments", "notifications"):
+        for replica in lab["services"][service]["replicas"]:
+            requests.get(f"{replica['admin_url']}/health/ready", timeout=5)
+    time.sleep(3)  # several relay polls, and a batch export (every second) of every replica after them
+    spans_dir = LabPaths.of(lab["state_dir"]).spans
+    spans = [json.loads(line) for f in sorted(spans_dir.glob("*.jsonl")) for line in f.read_text().splitlines()
+             if line.startswith("{")]
+    roots = [s for s in spans if s["parent_id"] is None]
+    assert any(s["name"] == "POST /api/orders" for s in roots), "no order's root span was exported"
+    housekeeping = [f"{s['service']}: {s['kind']} {s['name']}" for s in roots if s["kind"] != "server"]
+    assert not housekeeping, f"{len(housekeeping)} traces start outside a request: {sorted(set(housekeeping))}"
