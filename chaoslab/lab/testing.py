@@ -143,6 +143,15 @@ def assert_no_lab_process(state_dir: Path, base_port: int | None = None) -> None
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
 
+def skip_or_fail_in_ci(reason: str) -> None:
+    """Skip the calling test for a missing prerequisite; with CI=true, where setup installs everything, fail."""
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: setup should have provided it)")
+    pytest.skip(reason)
+
+
 def require_postgres() -> None:
     """Skip (or, with CI=true, fail) the calling test when the machine's PostgreSQL does not answer."""
     import socket

@@ -16,7 +16,7 @@ from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.procs import lab_processes, wait_gone
 from chaoslab.lab.supervisor import supervisord_pid
-from chaoslab.lab.testing import assert_no_lab_process, available_services, run_chaoslab
+from chaoslab.lab.testing import assert_no_lab_process, require_postgres, run_chaoslab, skip_or_fail_in_ci
 
 pytestmark = pytest.mark.lab
 
@@ -37,7 +37,7 @@ def assert_clear_failure(done: object) -> str:
 def test_up_without_rabbitmq_on_path_names_it_and_starts_nothing(
         tmp_path: Path, free_base_port: Callable[[], int]) -> None:
     if rabbitmq_scripts() is None:
-        pytest.skip("rabbitmq-server is not installed")
+        skip_or_fail_in_ci("rabbitmq-server is not installed (make setup installs it)")
     base, state = free_base_port(), tmp_path / "state"
     path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
                            if d and not (Path(d) / "rabbitmq-server").exists())
@@ -64,8 +64,6 @@ def test_a_taken_port_is_named_with_what_it_is_for(tmp_path: Path, free_base_por
 def test_a_replica_that_cannot_start_is_named_with_its_log(tmp_path: Path,
                                                            free_base_port: Callable[[], int]) -> None:
     """RabbitMQ and the rest start, then the broken replica stops the whole `up`, and all is stopped."""
-    if "users" not in available_services():
-        pytest.skip("the users service does not exist yet")
     base, state = free_base_port(), tmp_path / "state"
     env = {**os.environ, "UPSTREAM_TIMEOUT_S": "soon"}  # the kit refuses it at start
     done = run_chaoslab("up", "--state-dir", state, "--base-port", str(base), *replicas(users=1), env=env)
@@ -114,12 +112,7 @@ def test_postgres_databases_are_created_for_the_services(tmp_path: Path,
         finally:
             await conn.close()
 
-    try:
-        asyncio.run(query("SELECT 1"))
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL as postgres@127.0.0.1:5432: {exc}")
-    if "users" not in available_services():
-        pytest.skip("the users service does not exist yet")
+    require_postgres()
     prefix = f"chaoslab_test_{uuid.uuid4().hex[:8]}"
     template = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefix}_{{service}}"
     base, state = free_base_port(), tmp_path / "state"
@@ -141,8 +134,6 @@ def test_postgres_databases_are_created_for_the_services(tmp_path: Path,
 def test_down_ends_the_orphans_of_a_killed_supervisord(tmp_path: Path, free_base_port: Callable[[], int]) -> None:
     """supervisord SIGKILLed: its programs run on, orphaned; `up` refuses to start beside them, `down` ends them
     all (found by the lab's marker in their environment)."""
-    if "users" not in available_services():
-        pytest.skip("the users service does not exist yet")
     base, state = free_base_port(), tmp_path / "state"
     done = run_chaoslab("up", "--state-dir", state, "--base-port", str(base), *replicas(users=1))
     assert done.returncode == 0, done.stdout + done.stderr

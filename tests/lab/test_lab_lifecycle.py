@@ -14,11 +14,10 @@ import psutil
 import pytest
 import requests
 
-from chaoslab.lab.ports import SERVICES, PortPlan
+from chaoslab.lab.ports import PortPlan
 from chaoslab.lab.procs import alive, lab_processes
 from chaoslab.lab.testing import (
     assert_no_lab_process,
-    available_services,
     registry,
     replica_args,
     run_chaoslab,
@@ -26,10 +25,7 @@ from chaoslab.lab.testing import (
 )
 from chaoslab.lab.testing import eventually as _eventually
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(set(available_services()) != set(SERVICES), reason="needs every service of the shop"),
-]
+pytestmark = pytest.mark.lab
 
 
 
