@@ -52,6 +52,14 @@ class _Readiness:
     required: bool
 
 
+@web.middleware
+async def _untraced_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The admin port serves operators and probes (health every few seconds, metrics, audits, faults), not the
+    shop's users: its handlers' statements and calls would each start a one-span trace and bury the requests."""
+    with untraced():
+        return await handler(request)
+
+
 class Service:
     """One replica of a service. `uses_broker` is informational (the service talks to RabbitMQ); the kit does
     not instrument aio-pika for it, because orders and notifications make their own producer and consumer spans
@@ -90,7 +98,7 @@ class Service:
         self.app = web.Application(middlewares=[
             self._metrics_middleware, error_middleware(self.log), fault_middleware(self.faults)])
         self.app[SERVICE] = self
-        self.admin = web.Application(middlewares=[error_middleware(self.log),
+        self.admin = web.Application(middlewares=[_untraced_middleware, error_middleware(self.log),
                                                   admin_token_middleware(self.config.admin_token)])
         self.admin[SERVICE] = self
         self.admin.router.add_get("/health/live", self._live)
@@ -148,9 +156,7 @@ class Service:
             except Exception as exc:  # noqa: BLE001 - a readiness check reports any failure
                 return {"ok": False, "required": check.required, "error": f"{type(exc).__name__}: {exc}"}
 
-        # Probes come every few seconds from supervisors and experiments: a trace of each would bury the requests.
-        with untraced():
-            results = await asyncio.gather(*(run(c) for c in self._checks))
+        results = await asyncio.gather(*(run(c) for c in self._checks))
         checks = {c.name: r for c, r in zip(self._checks, results, strict=True)}
         ready = self._serving and not self._draining and all(r["ok"] for r in results if r["required"])
         state = "draining" if self._draining else ("ready" if ready else ("not_ready" if self._serving else "starting"))

@@ -238,16 +238,20 @@ def test_trace_and_log_commands_find_one_request(lab: dict[str, Any]) -> None:
 
 
 def test_every_trace_starts_with_a_request(lab: dict[str, Any]) -> None:
-    """Housekeeping makes no traces of its own: the outbox relay's polls and readiness pings run untraced, so
-    every root span is a request's server span and `chaoslab traces --slowest` lists requests, not lock waits."""
+    """Housekeeping makes no traces of its own: the outbox relay's polls, setup and the admin port (probes,
+    audits) run untraced, so every root span is a request's server span and `chaoslab traces --slowest` lists
+    requests, not lock waits."""
     gw = lab["gateway_url"]
     auth = _customer(gw)
     for _ in range(3):
         assert requests.post(f"{gw}/api/orders", json=ORDER, timeout=15,
                              headers={**auth, "Idempotency-Key": uuid.uuid4().hex}).status_code == 201
+    admin = {"Authorization": f"Bearer {lab['admin_token']}"}
     for service in ("orders", "payments", "notifications"):
         for replica in lab["services"][service]["replicas"]:
-            requests.get(f"{replica['admin_url']}/health/ready", timeout=5)
+            assert requests.get(f"{replica['admin_url']}/health/ready", timeout=5).status_code == 200
+            # the data audit reads every table of the service: operator tooling, not a request of the shop
+            assert requests.get(f"{replica['admin_url']}/admin/audit", headers=admin, timeout=10).status_code == 200
     time.sleep(3)  # several relay polls, and a batch export (every second) of every replica after them
     spans_dir = LabPaths.of(lab["state_dir"]).spans
     spans = [json.loads(line) for f in sorted(spans_dir.glob("*.jsonl")) for line in f.read_text().splitlines()
