@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +35,16 @@ def _setup_tracing(mode: str, spans_dir: str) -> None:
     from services.kit.config import CommonConfig
 
     tracing.setup_tracing(CommonConfig.from_env("bench", 18999))
+
+
+async def _cpu_us_per_call(one: Callable[[], Awaitable[None]], *, warmup: int, n: int) -> float:
+    """CPU microseconds (all threads) per call of `one`, after `warmup` calls that fill pools and caches."""
+    for _ in range(warmup):
+        await one()
+    started = time.process_time()
+    for _ in range(n):
+        await one()
+    return (time.process_time() - started) / n * 1e6
 
 
 async def _http(n: int) -> float:
@@ -56,12 +67,7 @@ async def _http(n: int) -> float:
                 async with http.get(f"http://127.0.0.1:{port}/items/1") as resp:
                     await resp.read()
 
-            for _ in range(300):
-                await one()
-            started = time.process_time()
-            for _ in range(n):
-                await one()
-            return (time.process_time() - started) / n * 1e6
+            return await _cpu_us_per_call(one, warmup=300, n=n)
     finally:
         await runner.cleanup()
 
@@ -90,12 +96,7 @@ async def _sql(n: int, path: str) -> float:
                 await session.execute(select(table).limit(1))
 
     try:
-        for _ in range(200):
-            await one()
-        started = time.process_time()
-        for _ in range(n):
-            await one()
-        return (time.process_time() - started) / n * 1e6
+        return await _cpu_us_per_call(one, warmup=200, n=n)
     finally:
         await db.close()
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -140,8 +141,6 @@ def untraced() -> Iterator[None]:
     relay's polls, readiness pings). Each of its statements would otherwise be a one-span trace of its own,
     crowding `chaoslab traces --slowest` with lock waits nobody is waiting on. Spans started explicitly with a
     request's context (the relay's publish span) are still recorded."""
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
-
     with suppress_instrumentation():
         yield
 
