@@ -1,7 +1,8 @@
 """What each instrumented operation costs, in CPU microseconds, measured in one process with nothing else in it:
-an aiohttp request (client and server, the kit's tracing setup) and a SQLAlchemy write + read session on SQLite
-(the kit's Database). Each mode runs in a fresh interpreter, alternated `--rounds` times: off (no tracer
-provider), sampled-out (ratio 0: non-recording spans, the always-on cost) and sampled (ratio 1).
+an aiohttp request (client and server, the kit's tracing setup), a grpc.aio unary call (client and server, the
+kit's interceptors) and a SQLAlchemy write + read session on SQLite (the kit's Database). Each mode runs in a fresh
+interpreter, alternated `--rounds` times: off (no tracer provider), sampled-out (ratio 0: non-recording spans, the
+always-on cost) and sampled (ratio 1).
 
     .venv/bin/python bench/instrumentation_costs.py [--rounds 2] [--n 3000]
 
@@ -72,6 +73,32 @@ async def _http(n: int) -> float:
         await runner.cleanup()
 
 
+async def _grpc(n: int) -> float:
+    import grpc
+
+    from services.kit import tracing
+
+    async def charge(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return request
+
+    server = grpc.aio.server(interceptors=tracing.grpc_server_interceptors())
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "bench.Payments", {"Charge": grpc.unary_unary_rpc_method_handler(charge)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}",
+                                             interceptors=tracing.grpc_client_interceptors()) as channel:
+            call = channel.unary_unary("/bench.Payments/Charge")
+
+            async def one() -> None:
+                await call(b"order", timeout=5)
+
+            return await _cpu_us_per_call(one, warmup=300, n=n)
+    finally:
+        await server.stop(None)
+
+
 async def _sql(n: int, path: str) -> float:
     import uuid
 
@@ -107,8 +134,10 @@ def _child(mode: str, n: int) -> None:
     with tempfile.TemporaryDirectory(prefix="chaoslab-costs-") as tmp:
         _setup_tracing(mode, os.path.join(tmp, "spans"))
         http = asyncio.run(_http(n))
+        rpc = asyncio.run(_grpc(n))
         sql = asyncio.run(_sql(n, os.path.join(tmp, "bench.db")))
-    print(json.dumps({"http_request_us": round(http, 1), "sql_write_read_us": round(sql, 1)}))
+    print(json.dumps({"http_request_us": round(http, 1), "grpc_call_us": round(rpc, 1),
+                      "sql_write_read_us": round(sql, 1)}))
 
 
 def main() -> None:
