@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
+from collections.abc import Callable
 
 import aiohttp
 import jwt
@@ -15,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.kit.config import CommonConfig, ConfigError, env_bool
 from services.kit.errors import ApiError
-from services.kit.faults import FaultRegistry, FaultSpec
+from services.kit.faults import BURN_SLICE_S, FaultRegistry, FaultSpec
 from services.kit.http_client import Upstream, UpstreamError
 from services.kit.tokens import AUDIENCE, ISSUER, JwksVerifier
 
@@ -47,6 +49,26 @@ def test_faults_expire_and_match_routes() -> None:
     assert reg.pick(route="/orders", upstream="payments") is None  # request faults never hit calls
     time.sleep(0.25)
     assert reg.active() == [] and reg.pick(route="/orders") is None
+
+
+def test_cpu_burns_lengthen_the_gil_slice_until_the_last_one_ends() -> None:
+    normal = sys.getswitchinterval()
+    reg = FaultRegistry()
+    first = reg.add(FaultSpec(kind="cpu", ttl_s=5, percent=20))
+    reg.add(FaultSpec(kind="cpu", ttl_s=0.3, percent=20))  # ends by its TTL first
+    _wait_for(lambda: sys.getswitchinterval() == BURN_SLICE_S)
+    time.sleep(0.5)  # the second burn has ended by its TTL; the first still runs
+    assert [f.id for f in reg.active()] == [first.id]
+    assert sys.getswitchinterval() == BURN_SLICE_S
+    reg.remove(first.id)
+    _wait_for(lambda: sys.getswitchinterval() == normal)
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 def test_fault_spec_rejects_nonsense() -> None:
