@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -56,12 +57,13 @@ def test_cpu_burns_lengthen_the_gil_slice_until_the_last_one_ends() -> None:
     reg = FaultRegistry()
     first = reg.add(FaultSpec(kind="cpu", ttl_s=5, percent=20))
     reg.add(FaultSpec(kind="cpu", ttl_s=0.3, percent=20))  # ends by its TTL first
-    _wait_for(lambda: sys.getswitchinterval() == BURN_SLICE_S)
+    # CPython keeps the interval in whole microseconds: 0.007 comes back as 0.006999999999999999
+    _wait_for(lambda: math.isclose(sys.getswitchinterval(), BURN_SLICE_S, abs_tol=1e-6))
     time.sleep(0.5)  # the second burn has ended by its TTL; the first still runs
     assert [f.id for f in reg.active()] == [first.id]
-    assert sys.getswitchinterval() == BURN_SLICE_S
+    assert math.isclose(sys.getswitchinterval(), BURN_SLICE_S, abs_tol=1e-6)
     reg.remove(first.id)
-    _wait_for(lambda: sys.getswitchinterval() == normal)
+    _wait_for(lambda: math.isclose(sys.getswitchinterval(), normal, abs_tol=1e-6))
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
