@@ -7,7 +7,6 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable
 
 import aiohttp
 import jwt
@@ -16,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from chaoslab.lab.testing import eventually
 from services.kit.config import CommonConfig, ConfigError, env_bool
 from services.kit.errors import ApiError
 from services.kit.faults import BURN_SLICE_S, FaultRegistry, FaultSpec
@@ -58,19 +58,14 @@ def test_cpu_burns_lengthen_the_gil_slice_until_the_last_one_ends() -> None:
     first = reg.add(FaultSpec(kind="cpu", ttl_s=5, percent=20))
     reg.add(FaultSpec(kind="cpu", ttl_s=0.3, percent=20))  # ends by its TTL first
     # CPython keeps the interval in whole microseconds: 0.007 comes back as 0.006999999999999999
-    _wait_for(lambda: math.isclose(sys.getswitchinterval(), BURN_SLICE_S, abs_tol=1e-6))
+    eventually(lambda: math.isclose(sys.getswitchinterval(), BURN_SLICE_S, abs_tol=1e-6), timeout_s=2, every_s=0.01,
+               what="the burn slice while burns run")
     time.sleep(0.5)  # the second burn has ended by its TTL; the first still runs
     assert [f.id for f in reg.active()] == [first.id]
     assert math.isclose(sys.getswitchinterval(), BURN_SLICE_S, abs_tol=1e-6)
     reg.remove(first.id)
-    _wait_for(lambda: math.isclose(sys.getswitchinterval(), normal, abs_tol=1e-6))
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+    eventually(lambda: math.isclose(sys.getswitchinterval(), normal, abs_tol=1e-6), timeout_s=2, every_s=0.01,
+               what="the normal slice once the last burn ended")
 
 
 def test_fault_spec_rejects_nonsense() -> None:
