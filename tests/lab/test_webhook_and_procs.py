@@ -22,6 +22,7 @@ from chaoslab.lab.logs import follow, tail
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.procs import end_processes, lab_processes
 from chaoslab.lab.programs import LAB_MARKER
+from chaoslab.lab.testing import eventually
 
 pytestmark = pytest.mark.quick
 
@@ -30,13 +31,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _wait_until(check, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -53,7 +47,7 @@ def webhook(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             return False
 
     try:
-        _wait_until(up)
+        eventually(up, 30, 0.05)
         yield url, out
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -90,7 +84,7 @@ def test_lab_processes_are_found_by_their_marker_and_ended(tmp_path: Path) -> No
     ]
     other = subprocess.Popen(["sleep", "300"], env={**os.environ, LAB_MARKER: str(tmp_path / "other")})
     try:
-        _wait_until(lambda: len(lab_processes(tmp_path)) == 2)
+        eventually(lambda: len(lab_processes(tmp_path)) == 2, 30, 0.05)
         found = {p.pid for p in lab_processes(tmp_path)}
         assert found == {p.pid for p in procs}
         assert end_processes(lab_processes(tmp_path), grace_s=1.0) == []

@@ -25,7 +25,7 @@ from procs import PortPool, ServiceProc, sqlite_url, start
 from prometheus_client.parser import text_string_to_metric_families
 from rabbit import RabbitNode
 
-from chaoslab.lab.testing import PG_HOST, PG_PORT, pg_admin, require_postgres
+from chaoslab.lab.testing import PG_HOST, PG_PORT, eventually, pg_admin, require_postgres
 from services.orders.app import payments_key
 
 pytestmark = pytest.mark.services
@@ -37,14 +37,8 @@ ITEMS = {"items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1250}], "
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
+    """The project's eventually(), with this module's shorter defaults: these services answer in milliseconds."""
+    return eventually(predicate, timeout, interval, what or None)
 
 
 def audit(proc: ServiceProc) -> dict[str, Any]:
