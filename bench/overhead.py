@@ -99,14 +99,23 @@ async def _drive(gw: str, tokens: list[str], seconds: float, warmup_s: float) ->
 
 
 def _cpu_by_program(state: str) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each lab process, by supervisord program name."""
+    """CPU seconds (user + system) used so far by each lab program, by supervisord program name. A program's
+    children count too: RabbitMQ's program is a script whose Erlang VM (beam.smp) does the work."""
     out: dict[str, float] = {}
     for info in control.status(state).processes:
         try:
-            times = psutil.Process(int(info["pid"])).cpu_times()
+            proc = psutil.Process(int(info["pid"]))
+            tree = [proc, *proc.children(recursive=True)]
         except (psutil.Error, ValueError):
             continue
-        out[str(info["name"])] = times.user + times.system
+        used = 0.0
+        for p in tree:
+            try:
+                times = p.cpu_times()
+            except psutil.Error:
+                continue  # a child that ended in between
+            used += times.user + times.system
+        out[str(info["name"])] = used
     return out
 
 
