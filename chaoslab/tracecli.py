@@ -62,8 +62,9 @@ def register(app: typer.Typer) -> None:
         trace_id = _check_trace_id(trace_id)
         spans = spans_of(LabPaths.of(state_dir).spans, trace_id)
         if not spans:
-            err.print(f"no span of trace {trace_id} in {LabPaths.of(state_dir).spans} "
-                      "(spans are written about a second after a request ends; sampling may have dropped it)")
+            err.print(f"no span of trace {trace_id} in {LabPaths.of(state_dir).spans}: spans are written about a "
+                      "second after a request ends, and sampling (OTEL_TRACES_SAMPLER_ARG, TRACES_PER_SECOND) may "
+                      f"have left it unrecorded; `chaoslab logs --trace {trace_id}` still shows its log lines")
             raise typer.Exit(1)
         if as_json:
             print(json.dumps(spans, indent=2))

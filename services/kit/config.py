@@ -64,6 +64,7 @@ class CommonConfig:
     instrumentation: bool
     otlp_endpoint: str | None
     sampler_ratio: float
+    traces_per_second: float
     spans_dir: str
     upstream_timeout_s: float
 
@@ -73,6 +74,9 @@ class CommonConfig:
         ratio = env_float("OTEL_TRACES_SAMPLER_ARG", 1.0)
         if not 0.0 <= ratio <= 1.0:
             raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG must be between 0 and 1, got {ratio}")
+        per_second = env_float("TRACES_PER_SECOND", 20.0)
+        if per_second < 0:
+            raise ConfigError(f"TRACES_PER_SECOND must be 0 (no limit) or more, got {per_second:g}")
         return cls(
             service=service,
             replica=env_str("REPLICA_ID", f"{service}-{socket.gethostname()}"),
@@ -87,6 +91,7 @@ class CommonConfig:
             instrumentation=env_bool("INSTRUMENTATION", True),
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             sampler_ratio=ratio,
+            traces_per_second=per_second,
             spans_dir=env_str("SPANS_DIR", ".chaoslab/spans"),
             upstream_timeout_s=env_float("UPSTREAM_TIMEOUT_S", 3.0),
         )

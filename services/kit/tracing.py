@@ -1,5 +1,6 @@
-"""OpenTelemetry tracing: W3C context everywhere, parent-based ratio sampling, OTLP when an endpoint is
-configured, and in native mode (no collector) spans kept as JSON lines so `chaoslab trace` can find them."""
+"""OpenTelemetry tracing: W3C context everywhere, parent-based ratio sampling with a cap per second (sampling.py),
+OTLP when an endpoint is configured, and in native mode (no collector) spans kept as JSON lines so `chaoslab trace`
+can find them."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from services.kit.config import CommonConfig
+from services.kit.sampling import lab_sampler
 
 # Health checks and scrapes every two seconds would drown the traces that matter.
 os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "health,metrics,admin")
@@ -81,7 +82,7 @@ def setup_tracing(config: CommonConfig) -> TracerProvider | None:
         "service.instance.id": config.replica,
         "service.namespace": "chaoslab",
     })
-    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(config.sampler_ratio)))
+    provider = TracerProvider(resource=resource, sampler=lab_sampler(config.sampler_ratio, config.traces_per_second))
     if config.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import sys
 import time
 
@@ -14,12 +15,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from chaoslab.lab.testing import eventually
 from services.kit.config import CommonConfig, ConfigError, env_bool
 from services.kit.errors import ApiError
 from services.kit.faults import BURN_SLICE_S, FaultRegistry, FaultSpec
 from services.kit.http_client import Upstream, UpstreamError
+from services.kit.sampling import RateLimitedRatioSampler, lab_sampler
 from services.kit.tokens import AUDIENCE, ISSUER, JwksVerifier
 
 pytestmark = pytest.mark.quick
@@ -185,3 +190,60 @@ async def test_sqlite_writers_of_one_process_take_turns(tmp_path) -> None:
             assert (await s.execute(text("SELECT count(*) FROM t"))).scalar() == 2
     finally:
         await db.close()
+
+
+# -- trace sampling -------------------------------------------------------------------------------------------------
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sampled(sampler: Sampler, n: int, parent: Context | None = None) -> int:
+    return sum(sampler.should_sample(parent, random.getrandbits(128), "GET /x").decision.is_sampled()
+               for _ in range(n))
+
+
+def test_sampler_caps_new_traces_per_second_with_a_bucket_of_one_second() -> None:
+    clock = _Clock()
+    sampler = RateLimitedRatioSampler(1.0, 3, clock=clock)
+    assert _sampled(sampler, 10) == 3  # a full bucket: the burst's first three
+    clock.now += 0.34
+    assert _sampled(sampler, 10) == 1  # refilled at 3 a second
+    clock.now += 60
+    assert _sampled(sampler, 10) == 3  # never more than a second's worth saved up
+    assert _sampled(RateLimitedRatioSampler(1.0, 0, clock=clock), 500) == 500  # 0: no limit
+    assert _sampled(RateLimitedRatioSampler(0.0, 3, clock=clock), 50) == 0  # the ratio decides first
+    half = RateLimitedRatioSampler(0.5, 0, clock=clock)
+    assert 400 < _sampled(half, 1000) < 600
+    assert _sampled(RateLimitedRatioSampler(1.0, 0.5, clock=clock), 5) == 1  # below 1/s: a bucket of one
+    with pytest.raises(ValueError, match="per_second"):
+        RateLimitedRatioSampler(1.0, -1)
+
+
+def test_later_hops_follow_the_first_hops_decision_not_their_own_budget() -> None:
+    sampler = lab_sampler(1.0, 1)
+    assert _sampled(sampler, 5) == 1  # the bucket is now empty for new traces (it refills in a second)
+
+    def remote(sampled: bool) -> Context:
+        flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+        ctx = SpanContext(random.getrandbits(128), random.getrandbits(64), is_remote=True, trace_flags=flags)
+        return set_span_in_context(NonRecordingSpan(ctx))
+
+    assert _sampled(sampler, 20, remote(True)) == 20
+    assert _sampled(sampler, 20, remote(False)) == 0
+
+
+def test_config_reads_and_checks_traces_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRACES_PER_SECOND", raising=False)
+    assert CommonConfig.from_env("demo", 1000).traces_per_second == 20
+    monkeypatch.setenv("TRACES_PER_SECOND", "0")
+    assert CommonConfig.from_env("demo", 1000).traces_per_second == 0
+    monkeypatch.setenv("TRACES_PER_SECOND", "-2")
+    with pytest.raises(ConfigError, match="TRACES_PER_SECOND must be 0 .no limit. or more, got -2"):
+        CommonConfig.from_env("demo", 1000)
+    monkeypatch.setenv("TRACES_PER_SECOND", "lots")
+    with pytest.raises(ConfigError, match="TRACES_PER_SECOND must be a number, got 'lots'"):
+        CommonConfig.from_env("demo", 1000)

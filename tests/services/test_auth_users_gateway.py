@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from procs import PortPool, ServiceProc, sqlite_url, start
 
+from chaoslab.lab.testing import eventually
 from services.gateway.models import TokenBucketLimiter, required_roles, retry_after_header
 
 pytestmark = pytest.mark.services
@@ -410,6 +411,62 @@ def test_trace_context_and_one_log_line_per_request(stack: Stack) -> None:
     assert line["method"] == "GET" and line["status"] == 200 and line["upstream"] == "users"
     assert line["user"] == user["id"] and "duration_ms" in line and line["client"] == "127.0.0.1"
     assert len(users_lines) == 1 and users_lines[0]["route"] == "/users/me"  # the trace reached users
+
+
+def _spans(spans_dir: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in spans_dir.glob("*.jsonl"):
+        out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
+def test_traces_per_second_caps_new_traces_and_every_hop_follows(tmp_path: Path, procs: list[ServiceProc]) -> None:
+    """The gateway may start 2 traces a second: of a quick burst, about 2 are recorded, users records exactly those
+    (it follows the gateway's decision, though its own budget is 20), and every answer still names its trace,
+    whose log lines are there whether it was recorded or not."""
+    auth = start_auth(tmp_path, tmp_path / "auth.db")
+    procs.append(auth)
+    users = start_users(tmp_path, auth, tmp_path / "users.db")
+    procs.append(users)
+    gw = start_gateway(tmp_path, auth, users.url, TRACES_PER_SECOND="2")
+    procs.append(gw)
+    user = new_customer(gw.url)
+    time.sleep(1.2)  # the sign-up's requests used tokens: a full bucket again
+    started = time.monotonic()
+    answers = [requests.get(f"{gw.url}/api/users/me", headers=bearer(user["access_token"]), timeout=T)
+               for _ in range(10)]
+    burst_s = time.monotonic() - started
+    assert all(r.status_code == 200 for r in answers)
+    ids = [r.headers["X-Trace-Id"] for r in answers]
+    assert len(set(ids)) == 10
+
+    spans_dir = tmp_path / "spans"
+    at_most = 2 + int(burst_s * 2)  # a full bucket, and what it refilled during the burst
+
+    def recorded(service: str) -> set[str]:
+        return {s["trace_id"] for s in _spans(spans_dir) if s["service"] == service and s["kind"] == "server"
+                and s["trace_id"] in ids}
+
+    # the batch processors export about every second
+    eventually(lambda: len(recorded("gateway")) >= 2, timeout_s=15, what="the gateway's first two traces of the burst")
+    time.sleep(1.5)  # anything else the burst recorded is exported by now
+    gw_traced = recorded("gateway")
+    assert 2 <= len(gw_traced) <= at_most, (len(gw_traced), burst_s)
+    assert ids[0] in gw_traced and ids[1] in gw_traced  # a quiet spell's burst starts traced
+    assert recorded("users") == gw_traced
+
+    dropped = next(i for i in ids if i not in gw_traced)
+
+    def log_services(trace_id: str) -> set[str]:
+        found = set()
+        for proc in (gw, users):
+            for line in proc.log_path.read_text().splitlines():
+                if trace_id in line and json.loads(line).get("trace_id") == trace_id:
+                    found.add(proc.service)
+        return found
+
+    assert eventually(lambda: log_services(dropped) == {"gateway", "users"}, timeout_s=10,
+                      what="the untraced request's log lines in gateway and users")
 
 
 # -- gateway: limits -------------------------------------------------------------------------------------------------
