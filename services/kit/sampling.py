@@ -39,7 +39,7 @@ class RateLimitedRatioSampler(Sampler):
         self._tokens = self._capacity
         self._clock = clock
         self._last = clock()
-        self._lock = threading.Lock()  # the gRPC server and the event loop may both start traces
+        self._lock = threading.Lock()  # the services start spans on one event loop, but any thread may
 
     def should_sample(
         self,
