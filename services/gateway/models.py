@@ -9,6 +9,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from services.kit.token_bucket import TokenBucket
+
 ANY_USER: tuple[str, ...] = ("customer", "admin")
 ADMIN: tuple[str, ...] = ("admin",)
 
@@ -48,14 +50,6 @@ def required_roles(method: str, path: str) -> tuple[str, ...]:
     return ROLE_RULES.get((method, normalised), ANY_USER)
 
 
-class _Bucket:
-    __slots__ = ("tokens", "updated")
-
-    def __init__(self, tokens: float, updated: float) -> None:
-        self.tokens = tokens
-        self.updated = updated
-
-
 class TokenBucketLimiter:
     """Per-client token buckets: `rate` tokens a second, at most `burst` stored; one request takes one token.
 
@@ -78,7 +72,7 @@ class TokenBucketLimiter:
         self.max_clients = max(1, max_clients)
         self.idle_s = self.burst / self.rate
         self._clock = clock
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -88,17 +82,12 @@ class TokenBucketLimiter:
         now = self._clock()
         bucket = self._buckets.get(client)
         if bucket is None:
-            bucket = _Bucket(self.burst, now)
-            self._buckets[client] = bucket
+            bucket = self._buckets[client] = TokenBucket(self.burst, now)
         else:
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
-            bucket.updated = now
             self._buckets.move_to_end(client)
+        wait_s = bucket.take(now, self.rate, self.burst)
         self._evict(now)
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+        return wait_s
 
     def _evict(self, now: float) -> None:
         buckets = self._buckets

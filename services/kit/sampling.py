@@ -25,6 +25,8 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
+from services.kit.token_bucket import TokenBucket
+
 
 class RateLimitedRatioSampler(Sampler):
     """Samples `ratio` of new traces, then lets at most `per_second` of those through a token bucket that holds a
@@ -36,9 +38,8 @@ class RateLimitedRatioSampler(Sampler):
         self._ratio = TraceIdRatioBased(ratio)
         self._per_second = per_second
         self._capacity = max(1.0, per_second)
-        self._tokens = self._capacity
         self._clock = clock
-        self._last = clock()
+        self._bucket = TokenBucket(self._capacity, clock())
         self._lock = threading.Lock()  # the services start spans on one event loop, but any thread may
 
     def should_sample(
@@ -58,13 +59,7 @@ class RateLimitedRatioSampler(Sampler):
 
     def _take(self) -> bool:
         with self._lock:
-            now = self._clock()
-            self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._per_second)
-            self._last = now
-            if self._tokens < 1:
-                return False
-            self._tokens -= 1
-            return True
+            return self._bucket.take(self._clock(), self._per_second, self._capacity) == 0.0
 
     def get_description(self) -> str:
         return f"RateLimitedRatio{{{self._ratio.rate},{self._per_second:g}/s}}"
