@@ -33,6 +33,7 @@ from chaoslab.lab import control
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import find_free_base
 from chaoslab.lab.spec import default_replicas
+from chaoslab.traces import spans_in
 
 ORDER = {"items": [{"sku": "bench", "quantity": 1, "unit_price_cents": 100}], "currency": "EUR"}
 
@@ -136,14 +137,9 @@ def _traced_share(spans_dir: Path, start_s: float, end_s: float, requests: int) 
     """The share of the window's order requests whose trace was recorded: the gateway's root spans that started
     and ended inside it, as the requests counted did. Each replica exports in batches about every second, so call
     this a couple of seconds later."""
-    traced = 0
-    for path in spans_dir.glob("gateway-*.jsonl"):
-        with path.open("rb") as f:
-            for line in f:
-                span = json.loads(line)
-                if span["parent_id"] is None and span["name"] == "POST /api/orders" \
-                        and start_s <= span["start_ns"] / 1e9 and span["end_ns"] / 1e9 <= end_s:
-                    traced += 1
+    traced = sum(1 for span in spans_in(spans_dir, "gateway-*.jsonl")
+                 if span["parent_id"] is None and span["name"] == "POST /api/orders"
+                 and start_s <= span["start_ns"] / 1e9 and span["end_ns"] / 1e9 <= end_s)
     return round(traced / max(requests, 1), 3)
 
 

@@ -37,12 +37,15 @@ def _json_lines(path: Path, needle: str | None = None) -> Iterator[dict[str, Any
                 continue  # a line cut by a crash or a rotation
 
 
+def spans_in(spans_dir: Path, pattern: str = "*.jsonl", needle: str = _TRACE_KEY) -> Iterator[dict[str, Any]]:
+    """Every span in the span files that match `pattern` (one per replica: `gateway-*.jsonl` for the gateway's),
+    reading only the lines that contain `needle`."""
+    for path in sorted(spans_dir.glob(pattern)):
+        yield from _json_lines(path, needle)
+
+
 def spans_of(spans_dir: Path, trace_id: str) -> list[dict[str, Any]]:
-    needle = f'"trace_id":"{trace_id}"'
-    return sorted(
-        (span for path in sorted(spans_dir.glob("*.jsonl")) for span in _json_lines(path, needle)),
-        key=lambda s: s["start_ns"],
-    )
+    return sorted(spans_in(spans_dir, needle=f'"trace_id":"{trace_id}"'), key=lambda s: s["start_ns"])
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,9 @@ def summarize(spans_dir: Path, *, since_s: float | None = None) -> list[TraceSum
     """One summary per trace whose spans started within the last `since_s` seconds (all when None)."""
     floor = (time.time() - since_s) * 1e9 if since_s else 0
     by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for path in sorted(spans_dir.glob("*.jsonl")):
-        for span in _json_lines(path, _TRACE_KEY):
-            if span.get("start_ns", 0) >= floor:
-                by_trace[span["trace_id"]].append(span)
+    for span in spans_in(spans_dir):
+        if span.get("start_ns", 0) >= floor:
+            by_trace[span["trace_id"]].append(span)
     summaries = []
     for trace_id, spans in by_trace.items():
         start = min(s["start_ns"] for s in spans)

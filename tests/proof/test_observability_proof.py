@@ -4,7 +4,6 @@ Prometheus through the real Alertmanager to the lab's webhook receiver within it
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +17,7 @@ from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.supervisor import Supervisor
 from chaoslab.lab.testing import eventually
 from chaoslab.observability import all_expressions
-from chaoslab.traces import spans_of
+from chaoslab.traces import spans_in, spans_of
 
 pytestmark = pytest.mark.lab
 
@@ -254,8 +253,7 @@ def test_every_trace_starts_with_a_request(lab: dict[str, Any]) -> None:
             assert requests.get(f"{replica['admin_url']}/admin/audit", headers=admin, timeout=10).status_code == 200
     time.sleep(3)  # several relay polls, and a batch export (every second) of every replica after them
     spans_dir = LabPaths.of(lab["state_dir"]).spans
-    spans = [json.loads(line) for f in sorted(spans_dir.glob("*.jsonl")) for line in f.read_text().splitlines()
-             if line.startswith("{")]
+    spans = list(spans_in(spans_dir))
     roots = [s for s in spans if s["parent_id"] is None]
     assert any(s["name"] == "POST /api/orders" for s in roots), "no order's root span was exported"
     housekeeping = [f"{s['service']}: {s['kind']} {s['name']}" for s in roots if s["kind"] != "server"]

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from procs import PortPool, ServiceProc, sqlite_url, start
 
 from chaoslab.lab.testing import eventually
+from chaoslab.traces import log_lines_of, spans_in
 from services.gateway.models import TokenBucketLimiter, required_roles, retry_after_header
 
 pytestmark = pytest.mark.services
@@ -413,13 +414,6 @@ def test_trace_context_and_one_log_line_per_request(stack: Stack) -> None:
     assert len(users_lines) == 1 and users_lines[0]["route"] == "/users/me"  # the trace reached users
 
 
-def _spans(spans_dir: Path) -> list[dict[str, Any]]:
-    out = []
-    for path in spans_dir.glob("*.jsonl"):
-        out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return out
-
-
 def test_traces_per_second_caps_new_traces_and_every_hop_follows(tmp_path: Path, procs: list[ServiceProc]) -> None:
     """The gateway may start 2 traces a second: of a quick burst, about 2 are recorded, users records exactly those
     (it follows the gateway's decision, though its own budget is 20), and every answer still names its trace,
@@ -444,7 +438,7 @@ def test_traces_per_second_caps_new_traces_and_every_hop_follows(tmp_path: Path,
     at_most = 2 + int(burst_s * 2)  # a full bucket, and what it refilled during the burst
 
     def recorded(service: str) -> set[str]:
-        return {s["trace_id"] for s in _spans(spans_dir) if s["service"] == service and s["kind"] == "server"
+        return {s["trace_id"] for s in spans_in(spans_dir) if s["service"] == service and s["kind"] == "server"
                 and s["trace_id"] in ids}
 
     # the batch processors export about every second
@@ -456,17 +450,9 @@ def test_traces_per_second_caps_new_traces_and_every_hop_follows(tmp_path: Path,
     assert recorded("users") == gw_traced
 
     dropped = next(i for i in ids if i not in gw_traced)
-
-    def log_services(trace_id: str) -> set[str]:
-        found = set()
-        for proc in (gw, users):
-            for line in proc.log_path.read_text().splitlines():
-                if trace_id in line and json.loads(line).get("trace_id") == trace_id:
-                    found.add(proc.service)
-        return found
-
-    assert eventually(lambda: log_services(dropped) == {"gateway", "users"}, timeout_s=10,
-                      what="the untraced request's log lines in gateway and users")
+    # every process of this test logs to tmp_path/<name>.log, as the lab's replicas do to their logs dir
+    eventually(lambda: {line["service"] for line in log_lines_of(tmp_path, dropped)} == {"gateway", "users"},
+               timeout_s=10, what="the untraced request's log lines in gateway and users")
 
 
 # -- gateway: limits -------------------------------------------------------------------------------------------------
