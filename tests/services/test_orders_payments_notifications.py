@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rabbit import RabbitNode
 
 from chaoslab.lab.testing import PG_HOST, PG_PORT, eventually, pg_admin, require_postgres
+from chaoslab.traces import spans_of
 from services.orders.app import payments_key
 
 pytestmark = pytest.mark.services
@@ -262,17 +263,6 @@ async def _drain_dead_letters(amqp_url: str) -> list[aio_pika.abc.AbstractIncomi
 
 def dead_letters(amqp_url: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
     return asyncio.run(_drain_dead_letters(amqp_url))
-
-
-def spans_of(spans_dir: Path, trace_id: str) -> list[dict[str, Any]]:
-    found = []
-    for path in spans_dir.glob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            if trace_id in line:
-                span = json.loads(line)
-                if span["trace_id"] == trace_id:
-                    found.append(span)
-    return found
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
