@@ -31,6 +31,8 @@ from services.kit.tokens import JwksVerifier
 from services.kit.tracing import (
     current_exemplar,
     current_trace_ids,
+    http_client_trace_configs,
+    http_server_middlewares,
     instrument_sqlalchemy,
     setup_tracing,
     shutdown_tracing,
@@ -96,7 +98,8 @@ class Service:
         # waits for readiness may then send traffic at once.
         self._serving = False
         self.app = web.Application(middlewares=[
-            self._metrics_middleware, error_middleware(self.log), fault_middleware(self.faults)])
+            *http_server_middlewares(), self._metrics_middleware, error_middleware(self.log),
+            fault_middleware(self.faults)])
         self.app[SERVICE] = self
         self.admin = web.Application(middlewares=[_untraced_middleware, error_middleware(self.log),
                                                   admin_token_middleware(self.config.admin_token)])
@@ -128,7 +131,8 @@ class Service:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             # Connections to upstreams are reused; the limit keeps a slow upstream from eating every socket.
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=100))
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=100),
+                                                  trace_configs=http_client_trace_configs())
         return self._session
 
     def upstream(self, name: str, base_url: str, *, timeout_s: float | None = None, retries: int = 2,

@@ -1,6 +1,6 @@
 """OpenTelemetry tracing: W3C context everywhere, parent-based ratio sampling with a cap per second (sampling.py),
-OTLP when an endpoint is configured, and in native mode (no collector) spans kept as JSON lines so `chaoslab trace`
-can find them."""
+the instrumentations off for traces not recorded (unrecorded.py), OTLP when an endpoint is configured, and in
+native mode (no collector) spans kept as JSON lines so `chaoslab trace` can find them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import aiohttp
+import grpc
 import orjson
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -17,6 +19,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from services.kit import unrecorded
 from services.kit.config import CommonConfig
 from services.kit.sampling import lab_sampler
 
@@ -70,11 +73,12 @@ _STATUS_NAMES = {code: code.name.lower() for code in trace.StatusCode}
 
 
 _provider: TracerProvider | None = None
+_server_middleware: Any = None
 
 
 def setup_tracing(config: CommonConfig) -> TracerProvider | None:
     """Install the global tracer provider and the library instrumentations; None when instrumentation is off."""
-    global _provider
+    global _provider, _server_middleware
     if not config.instrumentation:
         return None
     resource = Resource.create({
@@ -97,11 +101,36 @@ def setup_tracing(config: CommonConfig) -> TracerProvider | None:
     _provider = provider
 
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 
-    AioHttpServerInstrumentor().instrument(tracer_provider=provider)
+    _server_middleware = unrecorded.server_middleware(official_server_middleware(provider))
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)
     return provider
+
+
+def official_server_middleware(provider: TracerProvider) -> Any:
+    """The official aiohttp server middleware, configured, without the instrumentor's patch of web.Application.
+
+    Its instrument() configures the middleware (excluded URLs, semantic conventions) and patches web.Application
+    to put it first in every application. The kit places it itself, behind the fast path for unrecorded traces
+    (unrecorded.py) and in the public application only, so it takes the middleware and undoes the patch."""
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor, create_aiohttp_middleware
+
+    instrumentor = AioHttpServerInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        return create_aiohttp_middleware(tracer_provider=provider)
+    finally:
+        instrumentor.uninstrument()
+
+
+def http_server_middlewares() -> list[Any]:
+    """Tracing middlewares for a service's public aiohttp application (outermost first)."""
+    return [] if _server_middleware is None else [_server_middleware]
+
+
+def http_client_trace_configs() -> list[aiohttp.TraceConfig]:
+    """For the kit's client session: the official instrumentation adds its own to every session."""
+    return [] if _provider is None else [unrecorded.client_trace_config()]
 
 
 def instrument_sqlalchemy(engine: Any) -> None:
@@ -138,7 +167,7 @@ def grpc_server_interceptors() -> list[Any]:
         return []
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-    return [aio_server_interceptor(tracer_provider=_provider)]
+    return [unrecorded.GrpcServerInterceptor(aio_server_interceptor(tracer_provider=_provider))]
 
 
 def grpc_client_interceptors() -> list[Any]:
@@ -146,7 +175,9 @@ def grpc_client_interceptors() -> list[Any]:
         return []
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-    return list(aio_client_interceptors(tracer_provider=_provider))
+    official = aio_client_interceptors(tracer_provider=_provider)
+    return [unrecorded.GrpcClientInterceptor(i) if isinstance(i, grpc.aio.UnaryUnaryClientInterceptor) else i
+            for i in official]
 
 
 def shutdown_tracing() -> None:

@@ -30,6 +30,7 @@ from services.kit.app import Service
 from services.kit.bus import QUEUE, connect_broker, declare_topology, extract_trace_context
 from services.kit.config import env_int
 from services.kit.tokens import Principal, authenticated
+from services.kit.unrecorded import suppressed_if_unrecorded
 from services.kit.validation import iso_utc, query_int
 
 from .models import OrderEvent, metadata, notifications, processed_events
@@ -128,7 +129,7 @@ class Consumer:
                 "messaging.message.id": message.message_id or "",
                 "messaging.rabbitmq.delivery_count": deliveries,
             },
-        ) as span:
+        ) as span, suppressed_if_unrecorded():  # an unrecorded order: its statements need no spans either
             try:
                 event = OrderEvent.model_validate(json.loads(message.body))
                 await self._store(event)
