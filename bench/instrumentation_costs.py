@@ -1,8 +1,14 @@
 """What each instrumented operation costs, in CPU microseconds, measured in one process with nothing else in it:
 an aiohttp request (client and server, the kit's tracing setup), a grpc.aio unary call (client and server, the
 kit's interceptors) and a SQLAlchemy write + read session on SQLite (the kit's Database). Each mode runs in a fresh
-interpreter, alternated `--rounds` times: off (no tracer provider), sampled-out (ratio 0: non-recording spans, the
-always-on cost) and sampled (ratio 1).
+interpreter, alternated `--rounds` times:
+
+- off: no tracer provider (INSTRUMENTATION=off);
+- new-dropped: ratio 0, each operation starts a new trace that the sampler drops (the official instrumentations
+  run and make non-recording spans; what a trace's first hop pays when it is not recorded);
+- unrecorded-hop: each operation runs as a later hop of a trace its first hop did not record, as a service's
+  handler does (the kit's fast path, services/kit/unrecorded.py: instrumentations off, only the context carried);
+- sampled: ratio 1, every span recorded and exported.
 
     .venv/bin/python bench/instrumentation_costs.py [--rounds 2] [--n 3000]
 
@@ -13,6 +19,7 @@ where bench/overhead.py's difference comes from. Results go to bench/results/ins
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -20,17 +27,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODES = ("off", "0.0", "1.0")
+MODES = ("off", "new-dropped", "unrecorded-hop", "sampled")
+_RATIO = {"new-dropped": "0.0", "unrecorded-hop": "1.0", "sampled": "1.0"}
 
 
 def _setup_tracing(mode: str, spans_dir: str) -> None:
     if mode == "off":
         return
-    os.environ["OTEL_TRACES_SAMPLER_ARG"] = mode
+    os.environ["OTEL_TRACES_SAMPLER_ARG"] = _RATIO[mode]
+    os.environ["TRACES_PER_SECOND"] = "0"  # the operations here come faster than the lab's cap: no cap
     os.environ["SPANS_DIR"] = spans_dir
     from services.kit import tracing
     from services.kit.config import CommonConfig
@@ -38,14 +47,36 @@ def _setup_tracing(mode: str, spans_dir: str) -> None:
     tracing.setup_tracing(CommonConfig.from_env("bench", 18999))
 
 
+_hop_of_unrecorded_trace = False
+
+
+@contextlib.contextmanager
+def _as_a_hop() -> Iterator[None]:
+    """In unrecorded-hop mode, run as a handler of a request whose trace was not recorded runs."""
+    if not _hop_of_unrecorded_trace:
+        yield
+        return
+    from opentelemetry import context
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from services.kit.unrecorded import continue_unrecorded
+
+    ids = RandomIdGenerator()
+    parent = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), is_remote=True, trace_flags=TraceFlags(0))
+    with continue_unrecorded(context.get_current(), parent):
+        yield
+
+
 async def _cpu_us_per_call(one: Callable[[], Awaitable[None]], *, warmup: int, n: int) -> float:
     """CPU microseconds (all threads) per call of `one`, after `warmup` calls that fill pools and caches."""
-    for _ in range(warmup):
-        await one()
-    started = time.process_time()
-    for _ in range(n):
-        await one()
-    return (time.process_time() - started) / n * 1e6
+    with _as_a_hop():
+        for _ in range(warmup):
+            await one()
+        started = time.process_time()
+        for _ in range(n):
+            await one()
+        return (time.process_time() - started) / n * 1e6
 
 
 async def _http(n: int) -> float:
@@ -55,7 +86,9 @@ async def _http(n: int) -> float:
     async def hello(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
-    app = web.Application()
+    from services.kit import tracing
+
+    app = web.Application(middlewares=tracing.http_server_middlewares())  # as the kit's public application
     app.router.add_get("/items/{id}", hello)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -63,7 +96,7 @@ async def _http(n: int) -> float:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - the port the OS chose
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(trace_configs=tracing.http_client_trace_configs()) as http:
             async def one() -> None:
                 async with http.get(f"http://127.0.0.1:{port}/items/1") as resp:
                     await resp.read()
@@ -131,6 +164,8 @@ async def _sql(n: int, path: str) -> float:
 def _child(mode: str, n: int) -> None:
     import asyncio
 
+    global _hop_of_unrecorded_trace
+    _hop_of_unrecorded_trace = mode == "unrecorded-hop"
     with tempfile.TemporaryDirectory(prefix="chaoslab-costs-") as tmp:
         _setup_tracing(mode, os.path.join(tmp, "spans"))
         http = asyncio.run(_http(n))
@@ -156,16 +191,14 @@ def main() -> None:
                                  env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True,
                                  text=True)
             runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"{mode:>4}: {runs[mode][-1]}", flush=True)
+            print(f"{mode:>14}: {runs[mode][-1]}", flush=True)
     median = {m: {k: statistics.median(r[k] for r in runs[m]) for k in runs[m][0]} for m in MODES}
     summary = {
         "settings": {"rounds": args.rounds, "n": args.n},
         "runs": runs,
         "median_cpu_us": median,
-        "added_cpu_us": {
-            "sampled_out": {k: round(median["0.0"][k] - median["off"][k], 1) for k in median["off"]},
-            "sampled": {k: round(median["1.0"][k] - median["off"][k], 1) for k in median["off"]},
-        },
+        "added_cpu_us": {mode: {k: round(median[mode][k] - median["off"][k], 1) for k in median["off"]}
+                         for mode in MODES[1:]},
     }
     out_path = Path(__file__).parent / "results" / "instrumentation_costs.json"
     out_path.write_text(json.dumps(summary, indent=2) + "\n")

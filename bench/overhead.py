@@ -1,7 +1,8 @@
 """What instrumentation costs on the order path: throughput and p50/p99 latency with INSTRUMENTATION=on and off,
-alternated in one run on one lab so that machine noise hits both alike.
+alternated in one run on one lab (off, on, on, off, ...: counterbalanced) so that machine noise and drift hit both
+alike.
 
-    .venv/bin/python bench/overhead.py [--seconds 15] [--concurrency 8] [--rounds 2] [--ratio 1.0] [--per-second N]
+    .venv/bin/python bench/overhead.py [--seconds 10] [--concurrency 8] [--rounds 6] [--ratio 1.0] [--per-second N]
 
 The order path is gateway -> orders -> users (REST) + payments (gRPC) -> outbox -> RabbitMQ -> notifications.
 The payments provider is set to 5 ms so that the services' CPU, where instrumentation costs, is the bottleneck
@@ -150,10 +151,12 @@ def _interrupt(signum: int, frame: object) -> None:
 def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="pairs of off/on windows; even: each mode goes first as often. This machine's speed "
+                             "changes by up to a third from one minute to the next: many short windows, medians")
     parser.add_argument("--ratio", type=float, default=1.0)
     parser.add_argument("--per-second", type=float, default=None)
     args = parser.parse_args()
@@ -169,8 +172,12 @@ def main() -> None:
         try:
             gw = registry["gateway_url"]
             tokens = asyncio.run(_tokens(gw, args.concurrency))
-            for _ in range(args.rounds):
-                for mode in ("off", "on"):
+            for round_no in range(args.rounds):
+                # off, on, on, off, off, on, ...: this machine's speed drifts within a run (uninstrumented, 110 then
+                # 94 then 81 orders/s in one run) and jumps between minutes (CPU per uninstrumented order 13.3 ms in
+                # one window, 18.5 ms in another). With off always first, a drift would always favour one mode;
+                # counterbalanced, it hits both alike, and many short windows let the medians ride out the jumps.
+                for mode in (("off", "on") if round_no % 2 == 0 else ("on", "off")):
                     control.set_env(state, [f"INSTRUMENTATION={mode}"])
                     asyncio.run(_settle(gw, tokens[0]))
                     cpu_before = _cpu_by_program(state)

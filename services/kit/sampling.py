@@ -2,9 +2,10 @@
 (TRACES_PER_SECOND), the way Jaeger's rate-limiting and X-Ray's reservoir samplers bound tracing's cost.
 
 At the lab's own rates (chaos experiments at 5 requests/s, gamedays at 8) every request is traced; under a
-saturating load test the cap bounds the spans written and the CPU that recording them costs (the instrumentations'
-always-on work, which every request pays, stays: bench/overhead.py). The SDK has no such sampler, so this is one
-through its extension point; ParentBased around it makes every other hop follow the decision of the trace's first.
+saturating load test the cap bounds the spans written and the CPU that recording them costs, and the traces it
+drops cost little past their first hop (unrecorded.py; bench/overhead.py). The SDK has no such sampler, so this is
+one through its extension point; ParentBased around it makes every other hop follow the decision of the trace's
+first.
 """
 
 from __future__ import annotations
