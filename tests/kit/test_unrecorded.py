@@ -5,7 +5,7 @@ one goes through them as before."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -125,6 +125,26 @@ async def test_a_new_trace_runs_suppressed_when_the_sampler_drops_it(ratio: floa
     assert len(exporter.get_finished_spans()) == int(recorded)
 
 
+async def _traceparents_sent(provider: TracerProvider,
+                             around: Callable[[], contextlib.AbstractContextManager[Any]]) -> list[str]:
+    """The `traceparent` headers one request from a session with the kit's client hooks carries, sent inside
+    `around()`."""
+    headers: list[list[str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        headers.append(request.headers.getall("traceparent", []))
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    configs = [create_trace_config(tracer_provider=provider), unrecorded.client_trace_config()]
+    async with TestServer(app) as server, aiohttp.ClientSession(trace_configs=configs) as http:
+        with around():
+            async with http.get(server.make_url("/")) as resp:
+                assert resp.status == 200
+    return headers[0]
+
+
 @pytest.mark.parametrize(("sampled", "suppressed", "flags"), [
     (False, True, "00"),   # the fast path: the official client is off, the kit's hook carries the context
     (False, False, "00"),  # no fast path (e.g. a consumer's work before it suppresses): the official client does
@@ -133,20 +153,13 @@ async def test_a_new_trace_runs_suppressed_when_the_sampler_drops_it(ratio: floa
 async def test_the_client_carries_the_trace_once_whoever_injects_it(sampled: bool, suppressed: bool,
                                                                     flags: str) -> None:
     provider, exporter = _provider()
-    headers: list[list[str]] = []
 
-    async def handler(request: web.Request) -> web.Response:
-        headers.append(request.headers.getall("traceparent", []))
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_get("/", handler)
-    configs = [create_trace_config(tracer_provider=provider), unrecorded.client_trace_config()]
-    async with TestServer(app) as server, aiohttp.ClientSession(trace_configs=configs) as http:
+    @contextlib.contextmanager
+    def around() -> Iterator[None]:
         with _in_trace(sampled), (suppress_instrumentation() if suppressed else contextlib.nullcontext()):
-            async with http.get(server.make_url("/")) as resp:
-                assert resp.status == 200
-    (traceparent,) = headers[0]
+            yield
+
+    (traceparent,) = await _traceparents_sent(provider, around)
     version, trace_id, _, trace_flags = traceparent.split("-")
     assert (trace_id, trace_flags) == (f"{TRACE_ID:032x}", flags)
     assert [s.kind for s in exporter.get_finished_spans()] == ([SpanKind.CLIENT] if sampled else [])
@@ -154,20 +167,8 @@ async def test_the_client_carries_the_trace_once_whoever_injects_it(sampled: boo
 
 async def test_housekeeping_outside_any_trace_sends_no_context() -> None:
     provider, _ = _provider()
-    headers: list[list[str]] = []
-
-    async def handler(request: web.Request) -> web.Response:
-        headers.append(request.headers.getall("traceparent", []))
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_get("/", handler)
-    configs = [create_trace_config(tracer_provider=provider), unrecorded.client_trace_config()]
-    async with TestServer(app) as server, aiohttp.ClientSession(trace_configs=configs) as http:
-        with suppress_instrumentation():  # what `untraced()` does for the outbox relay's polls
-            async with http.get(server.make_url("/")) as resp:
-                assert resp.status == 200
-    assert headers == [[]]
+    # what `untraced()` does for the outbox relay's polls
+    assert await _traceparents_sent(provider, suppress_instrumentation) == []
 
 
 @pytest.mark.parametrize("sampled", [False, True])
