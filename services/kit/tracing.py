@@ -23,7 +23,8 @@ from services.kit import unrecorded
 from services.kit.config import CommonConfig
 from services.kit.sampling import lab_sampler
 
-# Health checks and scrapes every two seconds would drown the traces that matter.
+# Health checks and scrapes every two seconds would drown the traces that matter. They go to the admin port, which
+# has no tracing middleware; should a public route ever serve them, the official middleware skips it too.
 os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "health,metrics,admin")
 # The stable HTTP and database semantic conventions (http.request.method, url.path, db.query.text, ...) rather
 # than the instrumentations' default of the old, deprecated names. It does not change their cost (measured).
