@@ -205,6 +205,8 @@ def grpc_fault_interceptor(registry: FaultRegistry) -> Any:
     """A grpc.aio server interceptor applying this replica's faults to unary-unary calls."""
     import grpc
 
+    from services.kit.grpc_handlers import with_unary_behaviour
+
     class FaultInterceptor(grpc.aio.ServerInterceptor):
         async def intercept_service(self, continuation: Any, details: Any) -> Any:
             handler = await continuation(details)
@@ -225,11 +227,7 @@ def grpc_fault_interceptor(registry: FaultRegistry) -> Any:
                         await context.abort(grpc.StatusCode.UNAVAILABLE, "injected connection abort")
                 return await inner(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                wrapped,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return with_unary_behaviour(handler, wrapped)
 
     return FaultInterceptor()
 

@@ -10,6 +10,7 @@ import grpc
 
 from services.kit import metrics
 from services.kit.faults import grpc_fault_interceptor
+from services.kit.grpc_handlers import with_unary_behaviour
 from services.kit.tracing import grpc_server_interceptors
 
 if TYPE_CHECKING:
@@ -48,11 +49,7 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
                 metrics.grpc_server_request_duration_seconds.labels(method, code).observe(
                     time.perf_counter() - started)
 
-        return grpc.unary_unary_rpc_method_handler(
-            observed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_unary_behaviour(handler, observed)
 
 
 def grpc_server(svc: Service, *, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Server:

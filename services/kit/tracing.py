@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
-import grpc
 import orjson
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -168,16 +167,21 @@ def grpc_server_interceptors() -> list[Any]:
         return []
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-    return [unrecorded.GrpcServerInterceptor(aio_server_interceptor(tracer_provider=_provider))]
+    from services.kit.unrecorded_grpc import GrpcServerInterceptor
+
+    return [GrpcServerInterceptor(aio_server_interceptor(tracer_provider=_provider))]
 
 
 def grpc_client_interceptors() -> list[Any]:
     if _provider is None:
         return []
+    import grpc
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
+    from services.kit.unrecorded_grpc import GrpcClientInterceptor
+
     official = aio_client_interceptors(tracer_provider=_provider)
-    return [unrecorded.GrpcClientInterceptor(i) if isinstance(i, grpc.aio.UnaryUnaryClientInterceptor) else i
+    return [GrpcClientInterceptor(i) if isinstance(i, grpc.aio.UnaryUnaryClientInterceptor) else i
             for i in official]
 
 

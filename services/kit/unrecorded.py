@@ -15,6 +15,8 @@ Per hop that is more than the hop itself costs in aiohttp (bench/instrumentation
 - under suppression the official HTTP and gRPC clients do not inject the context, so the kit's client hooks
   here inject it themselves, and only then: a recorded trace is carried by the official instrumentation.
 
+The gRPC side is in unrecorded_grpc.py, so that services without gRPC do not load grpc (about 9 MB a replica).
+
 Recorded traces are untouched: every span of theirs comes from the official instrumentations, as before. An
 unrecorded request still has its trace id in its log lines, its `X-Trace-Id` answer and every hop downstream.
 """
@@ -26,7 +28,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
-import grpc
 from aiohttp import web
 from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
@@ -38,8 +39,14 @@ _ids = RandomIdGenerator()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _unrecorded(span_context: SpanContext) -> bool:
+def is_unrecorded(span_context: SpanContext) -> bool:
     return span_context.is_valid and not span_context.trace_flags.sampled
+
+
+def remote_parent(carrier: Any) -> tuple[context.Context, SpanContext]:
+    """The context an incoming request or call carries (W3C headers or metadata), and its span's."""
+    parent = propagate.extract(carrier)
+    return parent, trace.get_current_span(parent).get_span_context()
 
 
 @contextmanager
@@ -59,7 +66,7 @@ def continue_unrecorded(parent: context.Context, span_context: SpanContext) -> I
 def suppressed_if_unrecorded() -> Iterator[None]:
     """Switch the instrumentations off for the rest of this task's work if its current trace is not recorded: for
     work that starts its own span rather than through a server instrumentation (a message consumer)."""
-    if _unrecorded(trace.get_current_span().get_span_context()):
+    if is_unrecorded(trace.get_current_span().get_span_context()):
         with suppress_instrumentation():
             yield
     else:
@@ -71,9 +78,8 @@ def server_middleware(official: Any) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        parent = propagate.extract(request.headers)
-        span_context = trace.get_current_span(parent).get_span_context()
-        if _unrecorded(span_context):
+        parent, span_context = remote_parent(request.headers)
+        if is_unrecorded(span_context):
             with continue_unrecorded(parent, span_context):
                 return await handler(request)
 
@@ -87,9 +93,9 @@ def server_middleware(official: Any) -> Any:
     return middleware
 
 
-def _inject_if_suppressed(carrier: Any) -> None:
+def inject_if_suppressed(carrier: Any) -> None:
     """The official clients inject nothing under suppression: carry an unrecorded trace's context ourselves."""
-    if not is_instrumentation_enabled() and _unrecorded(trace.get_current_span().get_span_context()):
+    if not is_instrumentation_enabled() and is_unrecorded(trace.get_current_span().get_span_context()):
         propagate.inject(carrier)
 
 
@@ -98,61 +104,8 @@ def client_trace_config() -> aiohttp.TraceConfig:
 
     async def on_request_start(session: aiohttp.ClientSession, ctx: Any,
                                params: aiohttp.TraceRequestStartParams) -> None:
-        _inject_if_suppressed(params.headers)
+        inject_if_suppressed(params.headers)
 
     config = aiohttp.TraceConfig()
     config.on_request_start.append(on_request_start)
     return config
-
-
-class GrpcClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Fronts the official unary-unary client interceptor (`official`): under suppression in an unrecorded trace it
-    puts the context into the call's metadata itself; otherwise the official one does everything. One interceptor
-    rather than two in a row: each layer of grpc.aio's interceptor chain costs a hop of its own."""
-
-    def __init__(self, official: grpc.aio.UnaryUnaryClientInterceptor) -> None:
-        self._official = official
-
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails,
-                                    request: Any) -> Any:
-        if is_instrumentation_enabled():
-            return await self._official.intercept_unary_unary(continuation, client_call_details, request)
-        carrier: dict[str, str] = {}
-        _inject_if_suppressed(carrier)
-        if carrier:
-            metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()), *carrier.items())
-            client_call_details = grpc.aio.ClientCallDetails(
-                client_call_details.method, client_call_details.timeout, metadata,
-                client_call_details.credentials, client_call_details.wait_for_ready)
-        return await continuation(client_call_details, request)
-
-
-class GrpcServerInterceptor(grpc.aio.ServerInterceptor):
-    """Fronts the official server interceptor (`official`): a unary call whose metadata says "not sampled" runs
-    without it, in the trace's context with instrumentation off; every other call goes through it."""
-
-    def __init__(self, official: grpc.aio.ServerInterceptor) -> None:
-        self._official = official
-
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        carrier = {key: value for key, value in details.invocation_metadata or () if isinstance(value, str)}
-        parent = propagate.extract(carrier)
-        span_context = trace.get_current_span(parent).get_span_context()
-        if not _unrecorded(span_context):
-            return await self._official.intercept_service(continuation, details)
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        if handler.unary_unary is None:  # a streaming call (the shop has none): the official path
-            return await self._official.intercept_service(continuation, details)
-        behaviour = handler.unary_unary
-
-        async def unrecorded(request: Any, servicer_context: grpc.aio.ServicerContext) -> Any:
-            with continue_unrecorded(parent, span_context):
-                return await behaviour(request, servicer_context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unrecorded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )

@@ -5,6 +5,9 @@ one goes through them as before."""
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -22,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
-from services.kit import unrecorded
+from services.kit import unrecorded, unrecorded_grpc
 from services.kit.sampling import lab_sampler
 from services.kit.tracing import official_server_middleware
 
@@ -188,14 +191,14 @@ async def test_grpc_calls_carry_the_trace_and_record_spans_only_when_sampled(sam
     official_client = [i for i in aio_client_interceptors(tracer_provider=provider)
                        if isinstance(i, grpc.aio.UnaryUnaryClientInterceptor)]
     server = grpc.aio.server(interceptors=[
-        unrecorded.GrpcServerInterceptor(aio_server_interceptor(tracer_provider=provider))])
+        unrecorded_grpc.GrpcServerInterceptor(aio_server_interceptor(tracer_provider=provider))])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "lab.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=[
-                unrecorded.GrpcClientInterceptor(official_client[0])]) as channel:
+                unrecorded_grpc.GrpcClientInterceptor(official_client[0])]) as channel:
             # Inside a hop of the trace; the fast path (unrecorded) runs its handler with instrumentation off.
             with _in_trace(sampled), (contextlib.nullcontext() if sampled else suppress_instrumentation()):
                 assert await channel.unary_unary("/lab.Echo/Echo")(b"ping", timeout=5) == b"ping"
@@ -211,3 +214,15 @@ async def test_grpc_calls_carry_the_trace_and_record_spans_only_when_sampled(sam
     assert set(spans) == {SpanKind.CLIENT, SpanKind.SERVER}
     assert spans[SpanKind.SERVER].parent.span_id == spans[SpanKind.CLIENT].context.span_id
     assert spans[SpanKind.CLIENT].parent.span_id == PARENT_ID
+
+
+@pytest.mark.parametrize("service", ["gateway", "auth", "users", "notifications"])
+def test_services_without_grpc_do_not_load_it(service: str, tmp_path: Any) -> None:
+    """The fast path's gRPC side is loaded only where gRPC is used: grpc costs about 9 MB a replica."""
+    code = (f"import sys, services.{service}.app, services.kit.tracing as tracing\n"
+            "from services.kit.config import CommonConfig\n"
+            f"tracing.setup_tracing(CommonConfig.from_env({service!r}, 18999))\n"
+            "print(sorted(m for m in sys.modules if m == 'grpc' or m.startswith('grpc.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                         env={**os.environ, "SPANS_DIR": str(tmp_path)}).stdout
+    assert out.strip() == "[]"
