@@ -34,7 +34,7 @@ from chaoslab.lab import control
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import find_free_base
 from chaoslab.lab.spec import default_replicas
-from chaoslab.traces import spans_in
+from chaoslab.observability.traces import spans_in
 
 ORDER = {"items": [{"sku": "bench", "quantity": 1, "unit_price_cents": 100}], "currency": "EUR"}
 

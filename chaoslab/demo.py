@@ -15,7 +15,7 @@ from rich.table import Table
 
 from chaoslab.lab.paths import DEFAULT_STATE_DIR, LabPaths
 from chaoslab.lab.ports import DEFAULT_BASE_PORT
-from chaoslab.traces import log_lines_of, spans_of, waterfall
+from chaoslab.observability.traces import log_lines_of, spans_of, waterfall
 
 out = Console(width=max(Console().width, 140))  # room for the waterfall and whole trace ids
 err = Console(stderr=True)

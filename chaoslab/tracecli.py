@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chaoslab.lab.paths import DEFAULT_STATE_DIR, LabPaths
-from chaoslab.traces import log_lines_of, select, spans_of, summarize, waterfall
+from chaoslab.observability.traces import log_lines_of, select, spans_of, summarize, waterfall
 
 err = Console(stderr=True)
 # Trace ids must print whole (people copy them) and a waterfall needs room: never narrower than this, even

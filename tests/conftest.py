@@ -1,19 +1,19 @@
 """Shared fixtures.
 
-The native lab (owned by the lab's tests, used by everyone; helpers in chaoslab.lab.testing):
+The native lab (owned by the lab's tests, used by everyone; helpers in tests/support/lab.py):
 - `lab` (session): one real lab, started with `chaoslab up` in a temporary state dir on a free base port, stopped
   with `chaoslab down` at the end of the session (which also checks that no process of it is left). The value is
   the registry (docs/design.md, "The lab registry"): lab["gateway_url"], lab["admin_token"], lab["state_dir"],
   lab["services"]["orders"]["replicas"][0]["admin_url"], lab["prometheus_url"], lab["webhook_url"]...
   Every service whose module exists runs with one replica, payments with two (CHAOSLAB_TEST_REPLICAS, default
   "payments=2", changes that). Do not scale it or stop its replicas for good: other tests share it; start a
-  lab of your own for that (`free_base_port` and chaoslab.lab.testing.start_lab / stop_lab).
+  lab of your own for that (`free_base_port` and support.lab.start_lab / stop_lab).
 - `chaoslab_cli`: run the `chaoslab` command (a function: args -> CompletedProcess).
 - `free_base_port`: reserve a free base port (a function: () -> int), released when the test ends;
   `lab_ports` gives (reserve, release) for fixtures wider than a test.
 
 Base ports come from CHAOSLAB_TEST_PORTS (default 24000-32000), 300 apart, each locked for the pytest process
-that holds it (chaoslab.lab.testing).
+that holds it (support.lab).
 """
 
 from __future__ import annotations
@@ -25,14 +25,7 @@ from typing import Any
 
 import pytest
 
-from chaoslab.lab.testing import (
-    release_base_port,
-    replica_args,
-    reserve_base_port,
-    run_chaoslab,
-    start_lab,
-    stop_lab,
-)
+from support.lab import release_base_port, replica_args, reserve_base_port, run_chaoslab, start_lab, stop_lab
 
 
 @pytest.fixture(scope="session")

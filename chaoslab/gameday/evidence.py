@@ -1,5 +1,6 @@
 """The requests behind an experiment's numbers: the slowest and the failed requests while its fault lasted, each
-with its trace id, its waterfall (chaoslab.traces, rendered to HTML) and the log lines that carry its trace id.
+with its trace id, its waterfall (chaoslab.observability.traces, rendered to HTML) and the log lines that carry
+its trace id.
 
 Only requests a client sent count: traces whose root is the gateway's server span (its name is a route).
 """
@@ -13,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from chaoslab.traces import TraceSummary, log_lines_of, spans_of, summarize, waterfall
+from chaoslab.observability.traces import TraceSummary, log_lines_of, spans_of, summarize, waterfall
 
 MAX_LOG_LINES = 25
 WATERFALL_HTML = '<pre class="waterfall">{code}</pre>'
@@ -57,7 +58,7 @@ def pick(summaries: list[TraceSummary], start: float, end: float, slowest: int,
 
 
 def render_waterfall(spans: list[dict[str, Any]]) -> str:
-    """The terminal waterfall of chaoslab.traces as HTML with inline styles (the report opens offline)."""
+    """The terminal waterfall of chaoslab.observability.traces as HTML with inline styles (the report opens offline)."""
     console = Console(record=True, width=130, file=io.StringIO(), color_system="truecolor")
     console.print(waterfall(spans, width=40))
     return console.export_html(inline_styles=True, code_format=WATERFALL_HTML)

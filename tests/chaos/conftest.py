@@ -12,14 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from chaoslab.lab.testing import (
-    LabStartFailed,
-    release_base_port,
-    replica_args,
-    reserve_base_port,
-    start_lab,
-    stop_lab,
-)
+from support.lab import LabStartFailed, release_base_port, replica_args, reserve_base_port, start_lab, stop_lab
 
 START_ATTEMPTS = 2  # a port free when reserved can be taken before the lab binds it (other labs on the machine)
 

@@ -14,7 +14,7 @@ import requests
 from chaoslab.chaos import actions, probes, supervise
 from chaoslab.chaos.experiments import resolve
 from chaoslab.chaos.runner import RunOptions, RunResult, run
-from chaoslab.lab.testing import run_chaoslab
+from support.lab import run_chaoslab
 
 pytestmark = pytest.mark.lab
 TEST_EXPERIMENTS = Path(__file__).parent / "experiments"

@@ -8,17 +8,8 @@ from typing import Any
 
 import pytest
 
-from chaoslab.lab.testing import (
-    PG_HOST,
-    PG_PORT,
-    pg_admin,
-    release_base_port,
-    replica_args,
-    require_postgres,
-    reserve_base_port,
-    start_lab,
-    stop_lab,
-)
+from support.lab import release_base_port, replica_args, reserve_base_port, start_lab, stop_lab
+from support.prereqs import PG_HOST, PG_PORT, pg_admin, require_postgres
 
 
 @pytest.fixture(scope="session")

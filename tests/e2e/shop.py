@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from chaoslab.lab.testing import eventually
+from support.waiting import eventually
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "admin@chaoslab.local", "chaoslab-admin"
 ORDER = {"items": [{"sku": "book-42", "quantity": 2, "unit_price_cents": 1250}], "currency": "EUR"}

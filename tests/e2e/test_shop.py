@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from shop import ADMIN_EMAIL, ADMIN_PASSWORD, admin_get, log_in, sign_up, wait_for
 from sqlalchemy.engine import make_url
 
-from chaoslab.lab.testing import run_chaoslab
+from support.lab import run_chaoslab
 
 pytestmark = pytest.mark.lab
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from chaoslab.gameday import labctl
-from chaoslab.lab.testing import assert_no_lab_process, release_base_port, reserve_base_port, run_chaoslab
+from support.lab import assert_no_lab_process, release_base_port, reserve_base_port, run_chaoslab
 
 from . import artifacts
 

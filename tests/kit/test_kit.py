@@ -19,13 +19,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
-from chaoslab.lab.testing import eventually
 from services.kit.config import CommonConfig, ConfigError, env_bool
 from services.kit.errors import ApiError
 from services.kit.faults import BURN_SLICE_S, FaultRegistry, FaultSpec
 from services.kit.http_client import Upstream, UpstreamError
 from services.kit.sampling import RateLimitedRatioSampler, lab_sampler
 from services.kit.tokens import AUDIENCE, ISSUER, JwksVerifier
+from support.waiting import eventually
 
 pytestmark = pytest.mark.quick
 

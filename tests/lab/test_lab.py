@@ -14,11 +14,11 @@ import psutil
 import pytest
 import requests
 
-from chaoslab.lab.broker import rabbitmqctl
 from chaoslab.lab.ports import SERVICES, PortPlan
 from chaoslab.lab.procs import lab_processes
 from chaoslab.lab.spec import load_spec
-from chaoslab.lab.testing import available_services, eventually, registry
+from support.lab import rabbitmqctl, registry
+from support.waiting import eventually
 
 pytestmark = pytest.mark.lab
 
@@ -44,7 +44,7 @@ def test_status_json_is_the_registry_of_the_contract(lab: dict[str, Any]) -> Non
     assert reg["services"]["payments"]["grpc_addr"] == f"127.0.0.1:{base + 4}"
     assert reg["services"]["orders"]["url"] == f"http://127.0.0.1:{base + 3}"
     wanted = load_spec(lab["state_dir"]).replicas  # the session lab runs two payments replicas
-    for service in available_services():
+    for service in SERVICES:
         replicas = reg["services"][service]["replicas"]
         assert len(replicas) == wanted[service] >= 1
         for n, replica in enumerate(replicas, start=1):
@@ -63,7 +63,7 @@ def test_status_json_is_the_registry_of_the_contract(lab: dict[str, Any]) -> Non
 
 
 def test_every_replica_has_its_admin_token_and_ports(lab: dict[str, Any]) -> None:
-    for service in available_services():
+    for service in SERVICES:
         admin = lab["services"][service]["replicas"][0]["admin_url"]
         assert requests.get(f"{admin}/health/ready", timeout=10).status_code == 200
         assert requests.get(f"{admin}/admin/faults", timeout=10).status_code == 401
@@ -76,7 +76,7 @@ def test_every_replica_has_its_admin_token_and_ports(lab: dict[str, Any]) -> Non
 
 def test_prometheus_scrapes_every_replica_rabbitmq_and_itself(lab: dict[str, Any]) -> None:
     prometheus = lab["prometheus_url"]
-    expected = {(s, f"{s}-1") for s in available_services()}
+    expected = {(s, f"{s}-1") for s in SERVICES}
 
     def all_up() -> list[dict[str, Any]] | None:
         """every replica, RabbitMQ, Alertmanager and Prometheus are scraped and up"""
@@ -145,14 +145,13 @@ def test_status_table_logs_and_a_second_up(lab: dict[str, Any], chaoslab_cli: Ca
     state = lab["state_dir"]
     shown = chaoslab_cli("status", "--state-dir", state)
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    for name in ("rabbitmq", "prometheus", "alertmanager", "webhook", *(f"{s}-1" for s in available_services())):
+    for name in ("rabbitmq", "prometheus", "alertmanager", "webhook", *(f"{s}-1" for s in SERVICES)):
         assert name in shown.stdout
     assert "alerts" in shown.stdout
-    if available_services():
-        service = available_services()[0]
-        logs = chaoslab_cli("logs", service, "-n", "3", "--state-dir", state)
-        assert logs.returncode == 0 and 1 <= len(logs.stdout.splitlines()) <= 3
-        assert all(json.loads(line)["service"] == service for line in logs.stdout.splitlines())
+    service = SERVICES[0]
+    logs = chaoslab_cli("logs", service, "-n", "3", "--state-dir", state)
+    assert logs.returncode == 0 and 1 <= len(logs.stdout.splitlines()) <= 3
+    assert all(json.loads(line)["service"] == service for line in logs.stdout.splitlines())
     before = {p["name"]: p["pid"] for p in registry(Path(state))["processes"]}
     again = chaoslab_cli("up", "--state-dir", state, "--base-port", str(lab["base_port"] + 1000))
     assert again.returncode == 1

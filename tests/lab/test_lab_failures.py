@@ -16,7 +16,8 @@ from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.procs import lab_processes, wait_gone
 from chaoslab.lab.supervisor import supervisord_pid
-from chaoslab.lab.testing import assert_no_lab_process, require_postgres, run_chaoslab, skip_or_fail_in_ci
+from support.lab import assert_no_lab_process, run_chaoslab
+from support.prereqs import require_postgres, skip_or_fail_in_ci
 
 pytestmark = pytest.mark.lab
 

@@ -16,14 +16,8 @@ import requests
 
 from chaoslab.lab.ports import PortPlan
 from chaoslab.lab.procs import alive, lab_processes
-from chaoslab.lab.testing import (
-    assert_no_lab_process,
-    registry,
-    replica_args,
-    run_chaoslab,
-    start_lab,
-)
-from chaoslab.lab.testing import eventually as _eventually
+from support.lab import assert_no_lab_process, registry, replica_args, run_chaoslab, start_lab
+from support.waiting import eventually as _eventually
 
 pytestmark = pytest.mark.lab
 

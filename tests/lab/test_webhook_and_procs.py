@@ -22,7 +22,7 @@ from chaoslab.lab.logs import follow, tail
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.procs import end_processes, lab_processes
 from chaoslab.lab.programs import LAB_MARKER
-from chaoslab.lab.testing import eventually
+from support.waiting import eventually
 
 pytestmark = pytest.mark.quick
 

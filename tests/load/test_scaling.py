@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chaoslab.lab.testing import replica_args, start_lab, stop_lab
+from support.lab import replica_args, start_lab, stop_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

@@ -15,9 +15,9 @@ import yaml
 
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.supervisor import Supervisor
-from chaoslab.lab.testing import eventually
 from chaoslab.observability import all_expressions
-from chaoslab.traces import spans_in, spans_of
+from chaoslab.observability.traces import spans_in, spans_of
+from support.waiting import eventually
 
 pytestmark = pytest.mark.lab
 
@@ -206,7 +206,7 @@ def test_prometheus_stores_exemplars_that_name_real_traces(lab: dict[str, Any]) 
 
 
 def test_trace_and_log_commands_find_one_request(lab: dict[str, Any]) -> None:
-    from chaoslab.lab.testing import run_chaoslab
+    from support.lab import run_chaoslab
 
     gw = lab["gateway_url"]
     auth = _customer(gw)

@@ -23,11 +23,11 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from procs import PortPool, ServiceProc, sqlite_url, start
 
-from chaoslab.lab.testing import eventually
-from chaoslab.traces import log_lines_of, spans_in
+from chaoslab.observability.traces import log_lines_of, spans_in
 from services.gateway.models import TokenBucketLimiter, required_roles, retry_after_header
+from support.procs import PortPool, ServiceProc, sqlite_url, start
+from support.waiting import eventually
 
 pytestmark = pytest.mark.services
 

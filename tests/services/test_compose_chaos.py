@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from procs import PortPool, ServiceProc, sqlite_url, start
 
 from chaoslab.chaos import actions, probes
+from support.procs import PortPool, ServiceProc, sqlite_url, start
 
 pytestmark = pytest.mark.services
 

@@ -21,13 +21,14 @@ from typing import Any
 import aio_pika
 import pytest
 import requests
-from procs import PortPool, ServiceProc, sqlite_url, start
 from prometheus_client.parser import text_string_to_metric_families
-from rabbit import RabbitNode
 
-from chaoslab.lab.testing import PG_HOST, PG_PORT, eventually, pg_admin, require_postgres
-from chaoslab.traces import spans_of
+from chaoslab.observability.traces import spans_of
 from services.orders.app import payments_key
+from support.prereqs import PG_HOST, PG_PORT, pg_admin, require_postgres
+from support.procs import PortPool, ServiceProc, sqlite_url, start
+from support.rabbit import RabbitNode
+from support.waiting import eventually
 
 pytestmark = pytest.mark.services
 

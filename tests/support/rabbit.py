@@ -4,7 +4,7 @@ Never the system broker: each node gets its own name (`svc-test-<port>@localhost
 config and HOME (Erlang cookie) under a temporary directory, runs in the foreground in its own process group,
 and is killed with that whole group afterwards. Usage:
 
-    from rabbit import RabbitNode, rabbit_node   # fixture `rabbit_node` (module scope), or the class directly
+    from support.rabbit import RabbitNode, rabbit_node   # fixture `rabbit_node` (module scope), or the class directly
 
     node = RabbitNode(tmp_path / "rabbit")   # a free port pair from 22900-22998, or port=...
     node.start()          # blocks until AMQP accepts a connection

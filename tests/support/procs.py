@@ -1,6 +1,6 @@
 """Start and stop real service processes (`python -m services.<name>`) for tests.
 
-    from procs import PortPool, sqlite_url, start   # tests/services is on sys.path (no __init__.py, like rabbit.py)
+    from support.procs import PortPool, sqlite_url, start
 
     handle = start("auth", {"DATABASE_URL": sqlite_url(tmp_path / "auth.db")}, ports=PortPool(21000, 21999))
     handle.url, handle.admin_url       # public and admin base URLs

@@ -1,4 +1,4 @@
-"""Helpers for tests that run real labs (tests/conftest.py builds its fixtures on them).
+"""Real native labs in tests (tests/conftest.py builds its fixtures on them).
 
 Base ports for tests come from CHAOSLAB_TEST_PORTS (default 24000-32000, below Linux' ephemeral range), SPAN
 apart; each reserved one is held with a lock file under /tmp/chaoslab-test-ports, so parallel pytest processes
@@ -13,16 +13,17 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
 
+from chaoslab.lab.binaries import find_binaries
 from chaoslab.lab.paths import LabPaths, repo_root
 from chaoslab.lab.ports import MAX_REPLICAS, SERVICES, SPAN, PortPlan, taken_ports
 from chaoslab.lab.procs import describe, lab_processes
+from chaoslab.lab.programs import rabbitmq_env
+from chaoslab.lab.spec import LabSpec
 from chaoslab.lab.supervisor import Supervisor
 
 CLI_TIMEOUT_S = 600
@@ -56,19 +57,6 @@ def reserve_base_port() -> int:
     raise RuntimeError(f"no free base port in CHAOSLAB_TEST_PORTS={low}-{high}")
 
 
-def eventually(check: Callable[[], Any], timeout_s: float = 90.0, every_s: float = 0.5,
-               what: str | None = None) -> Any:
-    """The first truthy value of check(), or fail after timeout_s (the machine may be busy: be generous)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, \
-            f"not true within {timeout_s} s: {what or check.__doc__ or check} (last value: {value!r})"
-        time.sleep(every_s)
-
-
 def release_base_port(base: int) -> None:
     handle = _held_locks.pop(base, None)
     if handle is not None:
@@ -85,14 +73,9 @@ def run_chaoslab(*args: str | os.PathLike[str], env: dict[str, str] | None = Non
     )
 
 
-def available_services() -> list[str]:
-    return [s for s in SERVICES if (repo_root() / "services" / s / "__main__.py").exists()]
-
-
 def replica_args(extra: str = "") -> list[str]:
-    """--replicas: one replica of every service that exists in the checkout, none of the others, then `extra`."""
-    have = set(available_services())
-    items = [f"{s}={1 if s in have else 0}" for s in SERVICES]
+    """--replicas: one replica of every service, then `extra` (e.g. "payments=2")."""
+    items = [f"{s}=1" for s in SERVICES]
     if extra:
         items.append(extra)
     return ["--replicas", ",".join(items)]
@@ -139,48 +122,11 @@ def assert_no_lab_process(state_dir: Path, base_port: int | None = None) -> None
         assert not taken, f"ports still taken: {taken}"
 
 
-# --- the machine's PostgreSQL, for the suites that run on it ----------------------------------------------
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-
-
-def skip_or_fail_in_ci(reason: str) -> None:
-    """Skip the calling test for a missing prerequisite; with CI=true, where setup installs everything, fail."""
-    import pytest
-
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: setup should have provided it)")
-    pytest.skip(reason)
-
-
-def require_postgres() -> None:
-    """Skip (or, with CI=true, fail) the calling test when the machine's PostgreSQL does not answer."""
-    import socket
-
-    import pytest
-
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=2):
-            return
-    except OSError:
-        pass
-    message = f"PostgreSQL does not answer on {PG_HOST}:{PG_PORT}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message} (CI=true: the PostgreSQL suite must run)")
-    pytest.skip(f"{message}: start it to run the PostgreSQL suite")
-
-
-def pg_admin(statements: list[str]) -> None:
-    """Run statements as postgres on the maintenance database (CREATE/DROP DATABASE for tests)."""
-    import asyncio
-
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="postgres")
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+def rabbitmqctl(spec: LabSpec, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run `rabbitmqctl -n NODE ARGS` against a lab's node, e.g. rabbitmqctl(spec, "list_queues", "name",
+    "messages"). The node's environment (HOME with its cookie, ports) is the one the lab runs it with."""
+    env = {**os.environ, **rabbitmq_env(spec)}
+    return subprocess.run(
+        [str(find_binaries().rabbitmqctl), "-n", spec.node_name, "-q", *args],
+        env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
+    )
