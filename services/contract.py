@@ -1,0 +1,146 @@
+"""The shop's shared facts, in one place: which services there are and how they are reached, who calls whom,
+the message bus' names and its one message, the token claims and the roles.
+
+Everything that needs one of these facts imports it from here: the services and their kit, the native lab's port
+plan (chaoslab.lab.ports), the SLO catalogue (chaoslab.observability.slos), the chaos extension, the Kubernetes
+generator (k8s/generate.py), the benchmarks and the tests. A test that wants an independent view of a fact (the
+NetworkPolicies' call graph in tests/deploy) writes it out itself on purpose.
+
+The module imports nothing of the services' runtime (no aiohttp, no database): pydantic only, so that the CLI,
+Locust and the k8s generator can read it cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# -- the services ------------------------------------------------------------------------------------------------
+
+Protocol = Literal["http", "grpc"]
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """One service of the shop.
+
+    `port_offset`: natively its public port is the lab's base port + this offset (18000 + offset by default);
+    `protocol`: what that port speaks (payments: gRPC, every other: HTTP);
+    `calls`: every service it opens connections to, auth included for the JWKS that every service's kit can fetch:
+    the call graph the Kubernetes NetworkPolicies allow;
+    `database`, `broker`: whether it owns a database, whether it talks to RabbitMQ.
+    """
+
+    name: str
+    port_offset: int
+    protocol: Protocol
+    calls: tuple[str, ...]
+    database: bool
+    broker: bool
+
+    @property
+    def is_grpc(self) -> bool:
+        return self.protocol == "grpc"
+
+    @property
+    def address_variable(self) -> str:
+        """The variable through which its callers find it: AUTH_URL, ..., PAYMENTS_GRPC_ADDR for gRPC."""
+        return f"{self.name.upper()}_GRPC_ADDR" if self.is_grpc else f"{self.name.upper()}_URL"
+
+
+GATEWAY = ServiceFacts("gateway", 0, "http", ("auth", "users", "orders", "notifications"), database=False,
+                       broker=False)
+AUTH = ServiceFacts("auth", 1, "http", (), database=True, broker=False)
+USERS = ServiceFacts("users", 2, "http", ("auth",), database=True, broker=False)
+ORDERS = ServiceFacts("orders", 3, "http", ("auth", "users", "payments"), database=True, broker=True)
+PAYMENTS = ServiceFacts("payments", 4, "grpc", ("auth",), database=True, broker=False)
+NOTIFICATIONS = ServiceFacts("notifications", 5, "http", ("auth",), database=True, broker=True)
+
+# In the order they are listed everywhere (ports, dashboards, status tables).
+SERVICES: tuple[ServiceFacts, ...] = (GATEWAY, AUTH, USERS, ORDERS, PAYMENTS, NOTIFICATIONS)
+SERVICE_NAMES: tuple[str, ...] = tuple(s.name for s in SERVICES)
+GRPC_SERVICES: tuple[str, ...] = tuple(s.name for s in SERVICES if s.is_grpc)
+HTTP_SERVICES: tuple[str, ...] = tuple(s.name for s in SERVICES if not s.is_grpc)
+BY_NAME: dict[str, ServiceFacts] = {s.name: s for s in SERVICES}
+
+
+def facts(name: str) -> ServiceFacts:
+    """The facts of a service by name; KeyError naming the known ones otherwise."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no service {name!r} (services: {', '.join(SERVICE_NAMES)})") from None
+
+
+# -- where things listen -----------------------------------------------------------------------------------------
+
+LOOPBACK = "127.0.0.1"
+# The native lab's ports: every one derives from a base port (chaoslab.lab.ports); these are the services' own
+# defaults when they run alone, which match a lab on the default base.
+DEFAULT_BASE_PORT = 18000
+ADMIN_PORT_OFFSET = 1000  # a service run alone: its admin port is its public port + this
+AMQP_PORT_OFFSET = 10  # the lab's RabbitMQ listens on base + this
+# In containers (compose, Kubernetes) every replica listens on the same ports of its own address.
+CONTAINER_HTTP_PORT = 8080
+CONTAINER_ADMIN_PORT = 9090
+CONTAINER_GRPC_PORT = 50051
+
+
+def native_port(service: str, base: int = DEFAULT_BASE_PORT) -> int:
+    return base + facts(service).port_offset
+
+
+def native_address(service: str, base: int = DEFAULT_BASE_PORT, host: str = LOOPBACK) -> str:
+    """How callers reach a service natively: a URL for HTTP, host:port for gRPC."""
+    port = native_port(service, base)
+    return f"{host}:{port}" if facts(service).is_grpc else f"http://{host}:{port}"
+
+
+def native_amqp_url(base: int = DEFAULT_BASE_PORT, host: str = LOOPBACK) -> str:
+    return f"amqp://guest:guest@{host}:{base + AMQP_PORT_OFFSET}/"
+
+
+# -- the message bus -----------------------------------------------------------------------------------------
+
+EXCHANGE = "orders"  # topic, durable: orders publishes every order event here
+DEAD_LETTER_EXCHANGE = "orders.dlx"
+ORDER_EVENTS_QUEUE = "notifications.order-events"  # quorum queue with a delivery limit
+DEAD_LETTER_QUEUE = "notifications.dead-letter"
+ORDER_EVENTS_PATTERN = "order.*"  # what the order events queue is bound with
+ORDER_CREATED = "order.created"
+
+
+class OrderEvent(BaseModel):
+    """The message orders publishes for every order and notifications consumes: one model for both sides.
+
+    Consumers ignore fields they do not know (a producer may add some); the producer sends exactly these."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: str = Field(min_length=1, max_length=36)
+    type: str = Field(pattern=r"^order\.[a-z_]+$")
+    order_id: str = Field(min_length=1, max_length=36)
+    user_id: str = Field(min_length=1, max_length=64)
+    total_cents: int = Field(ge=0)
+    currency: str = Field(min_length=3, max_length=3)
+    occurred_at: str  # RFC 3339, UTC
+
+    def payload(self) -> bytes:
+        """The message body: compact JSON, fields in the order above."""
+        return self.model_dump_json().encode()
+
+
+# -- tokens and roles ----------------------------------------------------------------------------------------
+
+JWT_ISSUER = "chaoslab-auth"
+JWT_AUDIENCE = "chaoslab"
+JWT_ALGORITHM = "RS256"
+JWKS_PATH = "/.well-known/jwks.json"
+
+CUSTOMER = "customer"
+ADMIN = "admin"
+ROLES: tuple[str, ...] = (CUSTOMER, ADMIN)
+ANY_USER: tuple[str, ...] = (CUSTOMER, ADMIN)
+ADMIN_ONLY: tuple[str, ...] = (ADMIN,)
