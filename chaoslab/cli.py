@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from chaoslab.errors import LabError
 from chaoslab.lab import control
-from chaoslab.lab.errors import LabError
 from chaoslab.lab.logs import follow, log_files, tail
 from chaoslab.lab.paths import DEFAULT_STATE_DIR
 from chaoslab.lab.ports import DEFAULT_BASE_PORT, SERVICES

@@ -59,7 +59,7 @@ def load_registry(configuration: Configuration = None) -> dict[str, Any]:
 
 def _registry_from_spec(state: Path) -> dict[str, Any]:
     # `chaoslab up` writes registry.json; a lab started by an older CLI may only have lab.json.
-    from chaoslab.lab.errors import LabError
+    from chaoslab.errors import LabError
     from chaoslab.lab.registry import build_registry
     from chaoslab.lab.spec import load_spec
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaoslab.errors import LabError
 from chaoslab.lab import control
-from chaoslab.lab.errors import LabError
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import DEFAULT_BASE_PORT
 from chaoslab.lab.spec import default_replicas, load_spec

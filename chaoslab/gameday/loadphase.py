@@ -60,8 +60,8 @@ def _options(spec: LoadSpec) -> list[str]:
 
 def baseline(spec: LoadSpec, state_dir: Path, run_dir: Path, console: Console) -> LoadPhase:
     """The scenario for `baseline_s`, judged by its thresholds (with the plan's overrides)."""
+    from chaoslab.errors import LoadError
     from chaoslab.load import runner
-    from chaoslab.load.errors import LoadError
     from chaoslab.load.progress import LiveView
     from chaoslab.load.target import resolve
 

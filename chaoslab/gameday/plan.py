@@ -14,13 +14,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from chaoslab.errors import PlanError
 from chaoslab.lab.paths import repo_root
 
 BUILTIN = ("quick", "full")
-
-
-class PlanError(Exception):
-    """The plan cannot be read or is not valid; the message says where and why."""
 
 
 class _Strict(BaseModel):

@@ -80,7 +80,7 @@ def run(plan: Plan, opts: Options, ui: UI) -> GamedayResult:
 def _lab(plan: Plan, opts: Options, ui: UI, result: GamedayResult) -> labctl.LabSession | None:
     from chaoslib.exceptions import ActivityFailed
 
-    from chaoslab.lab.errors import LabError
+    from chaoslab.errors import LabError
 
     ui.phase("making sure the lab is up" + (f" with {plan.lab.replicas}" if plan.lab.replicas else ""))
     try:

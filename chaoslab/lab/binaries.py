@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaoslab.lab.errors import LabError
+from chaoslab.errors import LabError
 
 INSTALL_HINT = (
     "install them (as root): apt-get install -y prometheus prometheus-alertmanager rabbitmq-server"

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from chaoslab.errors import LabError
 from chaoslab.lab.binaries import find_binaries
-from chaoslab.lab.errors import LabError
 from chaoslab.lab.lock import lab_lock
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import SERVICES

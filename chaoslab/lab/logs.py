@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from chaoslab.lab.errors import LabError
+from chaoslab.errors import LabError
 from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.programs import INFRASTRUCTURE
 from chaoslab.lab.spec import LabSpec

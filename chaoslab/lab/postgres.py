@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy.engine import URL, make_url
 
-from chaoslab.lab.errors import LabError
+from chaoslab.errors import LabError
 from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.spec import LabSpec
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from chaoslab.errors import LabError
 from chaoslab.lab.binaries import Binaries, find_binaries
-from chaoslab.lab.errors import LabError
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import PortPlan, taken_ports
 from chaoslab.lab.procs import describe, lab_processes

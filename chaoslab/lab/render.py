@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from chaoslab.lab.errors import LabError
+from chaoslab.errors import LabError
 from chaoslab.lab.paths import repo_root
 from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.programs import LAB_MARKER, Program

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from chaoslab.lab.errors import LabError
+from chaoslab.errors import LabError
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import MAX_REPLICAS, SERVICES, PortPlan
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
-from chaoslab.lab.errors import LabError
+from chaoslab.errors import LabError
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.programs import LAB_MARKER
 

@@ -11,8 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from chaoslab.lab.errors import LabError
-from chaoslab.load.errors import THRESHOLDS_FAILED, USAGE, LoadError
+from chaoslab.errors import FAILED, INTERRUPTED, USAGE, LabError, LoadError
 from chaoslab.load.paths import new_run_dir, use_loadtests
 
 # Off a terminal (CI logs, pytest) rich would wrap tables at 80 columns and cut the request names.
@@ -110,7 +109,7 @@ def load(
             with LiveView(err, f"{chosen.name}", params.duration_s, metrics_url) as view:
                 outcome = runner.run(req, params.duration_s, on_tick=view.tick)
         if outcome.summary is None:
-            raise LoadError("the run was interrupted before Locust wrote its summary", exit_code=130)
+            raise LoadError("the run was interrupted before Locust wrote its summary", exit_code=INTERRUPTED)
         print_summary(out, outcome.summary)
         out.print(f"reports: {directory}/ ({', '.join(p.name for p in outcome.files())})", highlight=False)
         failed = failed_checks(outcome.summary)
@@ -121,7 +120,7 @@ def load(
             for check in failed:
                 err.print(f"  {check['what']} {check['limit']}: observed {check['observed']}", highlight=False,
                           markup=False)
-            raise typer.Exit(THRESHOLDS_FAILED)
+            raise typer.Exit(FAILED)
         out.print("[green]all thresholds held[/]")
 
 
@@ -186,7 +185,7 @@ def scale_test(
             out, err,
         )
         if not result["passed"]:
-            raise typer.Exit(THRESHOLDS_FAILED)
+            raise typer.Exit(FAILED)
 
 
 def register(app: typer.Typer) -> None:

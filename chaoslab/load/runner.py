@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from chaoslab.load.errors import RUN_FAILED, LoadError
+from chaoslab.errors import RUN_FAILED, LoadError
 from chaoslab.load.paths import LOCUSTFILE
 from chaoslab.load.target import Target, free_port
 

@@ -29,10 +29,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from chaoslab.errors import USAGE, LoadError
 from chaoslab.lab import control
 from chaoslab.lab.spec import load_spec
 from chaoslab.load import runner
-from chaoslab.load.errors import USAGE, LoadError
 from chaoslab.load.paths import new_run_dir
 from chaoslab.load.progress import LiveView
 from chaoslab.load.target import Target, resolve, running_lab

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from chaoslab.errors import LabError, LoadError
 from chaoslab.lab import control
-from chaoslab.lab.errors import LabError
 from chaoslab.lab.ports import PortPlan
-from chaoslab.load.errors import LoadError
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
+from chaoslab.errors import LabError
 from chaoslab.lab.binaries import INSTALL_HINT, find_binaries, rabbitmq_scripts
-from chaoslab.lab.errors import LabError
 from chaoslab.lab.ports import MAX_REPLICAS, SERVICES, SPAN, PortPlan
 from chaoslab.lab.preflight import check_database_template
 from chaoslab.lab.programs import LAB_MARKER, all_programs, service_env

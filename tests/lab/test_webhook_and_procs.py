@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from chaoslab.lab.errors import LabError
+from chaoslab.errors import LabError
 from chaoslab.lab.lock import lab_lock
 from chaoslab.lab.logs import follow, tail
 from chaoslab.lab.paths import LabPaths
