@@ -36,7 +36,3 @@ def make_breaker(upstream: str, fail_max: int = 5, reset_s: float = 5.0,
     metrics.circuit_breaker_state.labels(upstream).set(0)
     return CircuitBreaker(fail_max=fail_max, timeout_duration=timedelta(seconds=reset_s),
                           exclude=exclude or [], listeners=[_MetricsListener(upstream)], name=upstream)
-
-
-def breaker_state(breaker: CircuitBreaker) -> str:
-    return breaker.current_state.name.lower()

@@ -154,14 +154,6 @@ def instrument_sqlalchemy(engine: Any) -> None:
                 event.remove(sync_engine, identifier, listener)
 
 
-def instrument_aio_pika() -> None:
-    if _provider is None:
-        return
-    from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
-
-    AioPikaInstrumentor().instrument(tracer_provider=_provider)
-
-
 def grpc_server_interceptors() -> list[Any]:
     if _provider is None:
         return []
