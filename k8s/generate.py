@@ -1,8 +1,9 @@
-"""Generate the repetitive Kubernetes manifests from one table, and the PrometheusRule from the alert rules.
+"""Generate the repetitive Kubernetes manifests from the shop's contract, and the PrometheusRule from the alert rules.
 
     python k8s/generate.py           # rewrite the generated files
     python k8s/generate.py --check   # exit 1 when a generated file is stale (the tests run this)
 
+The services, who calls whom and who uses the database or the broker come from services/contract.py.
 Written here: k8s/base/services/<service>.yaml (Deployment, Service, HPA, PDB per service),
 k8s/base/networkpolicies.yaml (default deny + the call graph), copies of the compose stack's Postgres init
 script and RabbitMQ configuration (kustomize only reads files below a kustomization), and
@@ -20,24 +21,20 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python k8s/generate.py` puts k8s/, not the repository, on the path
+    sys.path.insert(0, str(ROOT))
+
+from services import contract  # noqa: E402 - after the path set-up above
+
 K8S = ROOT / "k8s"
 IMAGE = "chaoslab/app"  # kustomize `images:` sets the tag
 SECRET = "chaoslab-secrets"  # from the base's secretGenerator
 NAME = "app.kubernetes.io/name"
 
-# Who calls whom (docs/design.md, "The shop"): the NetworkPolicies allow exactly these edges.
-SERVICES: dict[str, dict[str, Any]] = {
-    "gateway": {"calls": ["auth", "users", "orders", "notifications"], "db": False, "amqp": False,
-                "env": {"USERS_URL": "http://users:8080", "ORDERS_URL": "http://orders:8080",
-                        "NOTIFICATIONS_URL": "http://notifications:8080"}},
-    "auth": {"calls": [], "db": True, "amqp": False, "env": {}},
-    "users": {"calls": ["auth"], "db": True, "amqp": False, "env": {}},
-    "orders": {"calls": ["auth", "users", "payments"], "db": True, "amqp": True,
-               "env": {"USERS_URL": "http://users:8080", "PAYMENTS_GRPC_ADDR": "payments:50051"}},
-    "payments": {"calls": ["auth"], "db": True, "amqp": False, "env": {"GRPC_PORT": "50051"}, "grpc": True},
-    "notifications": {"calls": ["auth"], "db": True, "amqp": True, "env": {}},
-}
-HTTP, ADMIN, GRPC = 8080, 9090, 50051
+# The shop's services, who calls whom, who has a database or the broker: services/contract.py. The
+# NetworkPolicies allow exactly these edges (tests/deploy/test_k8s_network.py checks them against its own list).
+SERVICES: dict[str, contract.ServiceFacts] = {s.name: s for s in contract.SERVICES}
+HTTP, ADMIN, GRPC = contract.CONTAINER_HTTP_PORT, contract.CONTAINER_ADMIN_PORT, contract.CONTAINER_GRPC_PORT
 # Where Prometheus runs (the Prometheus Operator's pods, kube-prometheus-stack labels).
 PROMETHEUS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
                    "podSelector": {"matchLabels": {NAME: "prometheus"}}}
@@ -55,11 +52,22 @@ def _labels(service: str) -> dict[str, str]:
 
 
 def _service_port(service: str) -> int:
-    return GRPC if SERVICES[service].get("grpc") else HTTP
+    return GRPC if SERVICES[service].is_grpc else HTTP
 
 
 def _secret(name: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key}}}
+
+
+def _callee_addresses(service: str) -> dict[str, str]:
+    """How a service finds the services it calls (AUTH_URL, which every service gets, aside), by the variable
+    its callers read: USERS_URL=http://users:8080, PAYMENTS_GRPC_ADDR=payments:50051, ..."""
+    out = {}
+    for callee in SERVICES[service].calls:
+        facts = SERVICES[callee]
+        if callee != "auth":
+            out[facts.address_variable] = f"{callee}:{GRPC}" if facts.is_grpc else f"http://{callee}:{HTTP}"
+    return out
 
 
 def _env(service: str) -> list[dict[str, Any]]:
@@ -74,22 +82,24 @@ def _env(service: str) -> list[dict[str, Any]]:
         {"name": "AUTH_URL", "value": "http://auth:8080"},
         {"name": "LOG_LEVEL", "value": "info"},
     ]
-    if spec["db"]:
+    if spec.database:
         # Kubernetes expands $(DB_PASSWORD) from the variable defined before it: the URL never holds a secret.
         url = f"postgresql+asyncpg://{service}:$(DB_PASSWORD)@postgres:5432/{service}"
         env += [_secret("DB_PASSWORD", f"{service}-db-password"), {"name": "DATABASE_URL", "value": url}]
-    if spec["amqp"]:
+    if spec.broker:
         env += [_secret("RABBITMQ_USER", "rabbitmq-user"), _secret("RABBITMQ_PASSWORD", "rabbitmq-password"),
                 {"name": "AMQP_URL", "value": "amqp://$(RABBITMQ_USER):$(RABBITMQ_PASSWORD)@rabbitmq:5672/"}]
     if service == "auth":
         env.append(_secret("BOOTSTRAP_ADMIN", "bootstrap-admin"))
-    env += [{"name": k, "value": v} for k, v in spec["env"].items()]
+    env += [{"name": k, "value": v} for k, v in _callee_addresses(service).items()]
+    if spec.is_grpc:
+        env.append({"name": "GRPC_PORT", "value": str(GRPC)})
     return env
 
 
 def deployment(service: str) -> dict[str, Any]:
     ports = [{"name": "admin", "containerPort": ADMIN}]
-    ports.insert(0, {"name": "grpc", "containerPort": GRPC} if SERVICES[service].get("grpc")
+    ports.insert(0, {"name": "grpc", "containerPort": GRPC} if SERVICES[service].is_grpc
                  else {"name": "http", "containerPort": HTTP})
     probe = {"httpGet": {"path": "/health/ready", "port": "admin"}, "periodSeconds": 5, "timeoutSeconds": 2,
              "failureThreshold": 3}
@@ -134,7 +144,7 @@ def deployment(service: str) -> dict[str, Any]:
 
 def k8s_service(service: str) -> dict[str, Any]:
     main = ({"name": "grpc", "port": GRPC, "targetPort": "grpc", "appProtocol": "grpc"}
-            if SERVICES[service].get("grpc") else {"name": "http", "port": HTTP, "targetPort": "http"})
+            if SERVICES[service].is_grpc else {"name": "http", "port": HTTP, "targetPort": "http"})
     return {
         "apiVersion": "v1", "kind": "Service",
         # chaoslab.dev/scrape selects it for the observability overlay's ServiceMonitor.
@@ -199,7 +209,7 @@ def network_policies() -> list[dict[str, Any]]:
 
     Ingress and egress are separate policies so that an experiment can lift one side only (the chaos overlay
     removes payments-ingress to make deny_all_ingress bite: policies are unions, so an allow would win)."""
-    callers = {s: [c for c, spec in SERVICES.items() if s in spec["calls"]] for s in SERVICES}
+    callers = {s: [c for c, spec in SERVICES.items() if s in spec.calls] for s in SERVICES}
     policies = [
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "default-deny"},
          "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
@@ -214,18 +224,16 @@ def network_policies() -> list[dict[str, Any]]:
             main = [{"from": [_pods(c) for c in callers[service]], "ports": _ports(port)}]
         else:
             main = []
-        if service == "auth":  # every other service fetches the JWKS
-            main = [{"from": [_pods(c) for c in SERVICES if c != "auth"], "ports": _ports(HTTP)}]
         scrape = [{"from": [PROMETHEUS_PEER], "ports": _ports(ADMIN)}]
         policies.append(_policy(f"{service}-ingress", _pods(service)["podSelector"], "Ingress", main + scrape))
-        egress = [{"to": [_pods(c)], "ports": _ports(_service_port(c))} for c in spec["calls"]]
-        if spec["db"]:
+        egress = [{"to": [_pods(c)], "ports": _ports(_service_port(c))} for c in spec.calls]
+        if spec.database:
             egress.append({"to": [_pods("postgres")], "ports": _ports(5432)})
-        if spec["amqp"]:
+        if spec.broker:
             egress.append({"to": [_pods("rabbitmq")], "ports": _ports(5672)})
         policies.append(_policy(f"{service}-egress", _pods(service)["podSelector"], "Egress", egress))
-    db_clients = [s for s, spec in SERVICES.items() if spec["db"]]
-    amqp_clients = [s for s, spec in SERVICES.items() if spec["amqp"]]
+    db_clients = [s for s, spec in SERVICES.items() if spec.database]
+    amqp_clients = [s for s, spec in SERVICES.items() if spec.broker]
     policies.append(_policy("postgres-ingress", _pods("postgres")["podSelector"], "Ingress",
                             [{"from": [_pods(c) for c in db_clients], "ports": _ports(5432)}]))
     policies.append(_policy("rabbitmq-ingress", _pods("rabbitmq")["podSelector"], "Ingress",
