@@ -7,30 +7,26 @@ import asyncio
 import contextlib
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import REGISTRY
-from prometheus_client.exposition import choose_encoder
 from sqlalchemy import MetaData
 
 from services.kit import metrics
+from services.kit.admin import admin_app
 from services.kit.appkeys import SERVICE
 from services.kit.breaker import make_breaker
 from services.kit.config import CommonConfig, ConfigError
 from services.kit.db import Database
 from services.kit.errors import error_middleware
-from services.kit.faults import FaultRegistry, add_admin_routes, admin_token_middleware, fault_middleware
+from services.kit.faults import FaultRegistry
+from services.kit.health import Check, Health
 from services.kit.http_client import Upstream
+from services.kit.http_server import fault_middleware, request_log_middleware
 from services.kit.logs import setup_logging
 from services.kit.tokens import JwksVerifier
 from services.kit.tracing import (
-    current_exemplar,
-    current_trace_ids,
     http_client_trace_configs,
     http_server_middlewares,
     instrument_sqlalchemy,
@@ -40,26 +36,9 @@ from services.kit.tracing import (
 )
 
 Hook = Callable[["Service"], Awaitable[None]]
-Check = Callable[[], Awaitable[Any]]
 
-READY_CHECK_TIMEOUT_S = 1.0
 # Longest time a replica waits for in-flight requests after SIGTERM before it closes them.
 DRAIN_TIMEOUT_S = 10.0
-
-
-@dataclass
-class _Readiness:
-    name: str
-    check: Check
-    required: bool
-
-
-@web.middleware
-async def _untraced_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """The admin port serves operators and probes (health every few seconds, metrics, audits, faults), not the
-    shop's users: its handlers' statements and calls would each start a one-span trace and bury the requests."""
-    with untraced():
-        return await handler(request)
 
 
 class Service:
@@ -90,24 +69,15 @@ class Service:
         self._shutdown: list[Hook] = []
         self._background: list[Hook] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._checks: list[_Readiness] = []
         self._session: aiohttp.ClientSession | None = None
         self._verifier: JwksVerifier | None = None
-        self._draining = False
-        # Ready only once the startup hooks ran and the public port accepts: a supervisor or a test that
-        # waits for readiness may then send traffic at once.
-        self._serving = False
+        self.health = Health(name, self.config.replica)
         self.app = web.Application(middlewares=[
-            *http_server_middlewares(), self._metrics_middleware, error_middleware(self.log),
-            fault_middleware(self.faults)])
+            *http_server_middlewares(), request_log_middleware(self.log, measure=self.config.instrumentation),
+            error_middleware(self.log), fault_middleware(self.faults)])
         self.app[SERVICE] = self
-        self.admin = web.Application(middlewares=[_untraced_middleware, error_middleware(self.log),
-                                                  admin_token_middleware(self.config.admin_token)])
+        self.admin = admin_app(token=self.config.admin_token, faults=self.faults, health=self.health, log=self.log)
         self.admin[SERVICE] = self
-        self.admin.router.add_get("/health/live", self._live)
-        self.admin.router.add_get("/health/ready", self._ready)
-        self.admin.router.add_get("/metrics", self._metrics)
-        add_admin_routes(self.admin, self.faults)
         if self.db is not None:
             self.add_readiness_check("database", self.db.ping)
 
@@ -116,7 +86,7 @@ class Service:
         self._metadata.append(md)
 
     def add_readiness_check(self, name: str, check: Check, required: bool = True) -> None:
-        self._checks.append(_Readiness(name, check, required))
+        self.health.add_check(name, check, required)
 
     def on_startup(self, hook: Hook) -> None:
         self._startup.append(hook)
@@ -147,62 +117,6 @@ class Service:
             self._verifier = JwksVerifier(self.config.auth_url, lambda: self.session)
         return self._verifier
 
-    # -- admin endpoints ---------------------------------------------------------------------------------
-    async def _live(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "live", "service": self.name, "replica": self.config.replica})
-
-    async def _ready(self, request: web.Request) -> web.Response:
-        async def run(check: _Readiness) -> dict[str, Any]:
-            try:
-                result = await asyncio.wait_for(check.check(), READY_CHECK_TIMEOUT_S)
-                ok = result is not False
-                return {"ok": ok, "required": check.required, **({} if ok else {"error": "check failed"})}
-            except Exception as exc:  # noqa: BLE001 - a readiness check reports any failure
-                return {"ok": False, "required": check.required, "error": f"{type(exc).__name__}: {exc}"}
-
-        results = await asyncio.gather(*(run(c) for c in self._checks))
-        checks = {c.name: r for c, r in zip(self._checks, results, strict=True)}
-        ready = self._serving and not self._draining and all(r["ok"] for r in results if r["required"])
-        state = "draining" if self._draining else ("ready" if ready else ("not_ready" if self._serving else "starting"))
-        body = {"status": state,
-                "service": self.name, "replica": self.config.replica, "checks": checks}
-        return web.json_response(body, status=200 if ready else 503)
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        # OpenMetrics when Prometheus asks for it: only that format carries exemplars.
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encoder(REGISTRY), headers={"Content-Type": content_type})
-
-    # -- per-request metrics and the access log -------------------------------------------------------
-    @web.middleware
-    async def _metrics_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        started = time.perf_counter()
-        measure = self.config.instrumentation  # off: the overhead benchmark's baseline (bench/overhead.py)
-        if measure:
-            metrics.http_server_requests_in_flight.inc()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            trace_id, _ = current_trace_ids()
-            if trace_id and not response.prepared:
-                # Every answer names its trace, so a client (or a person with curl) can look it up.
-                response.headers["X-Trace-Id"] = trace_id
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            resource = request.match_info.route.resource
-            route = resource.canonical if resource is not None else "unmatched"
-            if measure:
-                metrics.http_server_requests_in_flight.dec()
-                metrics.http_server_request_duration_seconds.labels(
-                    route, request.method, metrics.status_class(status)).observe(elapsed, exemplar=current_exemplar())
-            self.log.info("request", method=request.method, route=route, path=request.path, status=status,
-                          duration_ms=round(elapsed * 1000, 2), client=request.remote)
-
     # -- lifecycle -------------------------------------------------------------------------------------
     def run(self) -> None:
         with contextlib.suppress(KeyboardInterrupt):
@@ -232,13 +146,13 @@ class Service:
             await web.TCPSite(public_runner, self.config.host, self.config.http_port, reuse_port=True).start()
         for hook in self._background:
             self._tasks.append(asyncio.create_task(self._guard(hook), name=getattr(hook, "__name__", "task")))
-        self._serving = True
+        self.health.serving = True
         self.log.info("started", http_port=self.config.http_port if self.public_http else None,
                       admin_port=self.config.admin_port)
 
         await stop.wait()
         self.log.info("stopping: draining in-flight requests")
-        self._draining = True
+        self.health.draining = True
         if public_runner is not None:
             await public_runner.cleanup()  # stops accepting, then waits for in-flight handlers
         for hook in self._shutdown:

@@ -1,12 +1,13 @@
 """Injected faults, per replica: latency, errors, connection aborts and CPU burn, each with a time-to-live
-so that a crashed experiment cannot leave one behind. Set through the token-protected admin API."""
+so that a crashed experiment cannot leave one behind. Set through the token-protected admin API (admin.py).
+
+One function decides and applies a fault, `apply_fault`: the HTTP server middleware (http_server.py), the gRPC
+server interceptor (grpc_server.py) and both outgoing clients (resilience.py) call it, and each only maps an
+injected error or abort onto its protocol."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import logging
-import os
 import random
 import sys
 import threading
@@ -15,12 +16,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiohttp import web
 from pydantic import Field, model_validator
 
 from services.kit import metrics
-from services.kit.errors import ApiError, problem_response
-from services.kit.validation import StrictModel, parse_body
+from services.kit.validation import StrictModel
 
 KINDS = ("latency", "error", "abort", "cpu")
 MAX_TTL_S = 3600
@@ -162,134 +161,44 @@ def fault_delay_s(spec: FaultSpec) -> float:
     return max(0.0, spec.latency_ms + random.uniform(-spec.jitter_ms, spec.jitter_ms)) / 1000.0
 
 
-class InjectedAbort(ConnectionError):
-    """An injected connection abort on a call to an upstream."""
+class InjectedFault(Exception):
+    """A fault `apply_fault` decided to inject here; its caller maps it onto its protocol."""
+
+    def __init__(self, fault: Fault, message: str) -> None:
+        super().__init__(message)
+        self.fault = fault
 
 
-async def apply_to_call(registry: FaultRegistry, upstream: str) -> None:
-    """Apply an upstream fault before an outgoing call: delay it, or fail it as the upstream would."""
-    fault = registry.pick(upstream=upstream)
+class InjectedError(InjectedFault):
+    """An injected error: a problem answer with the fault's status, a gRPC status, or a failed call."""
+
+    @property
+    def status(self) -> int:
+        return self.fault.spec.status
+
+
+class InjectedAbort(InjectedFault, ConnectionError):
+    """An injected connection abort: the connection dropped, a gRPC UNAVAILABLE, or an unreachable upstream."""
+
+
+async def apply_fault(registry: FaultRegistry, *, route: str | None = None, upstream: str | None = None) -> None:
+    """Apply the fault this request (`route`: its route template or gRPC method) or this outgoing call (`upstream`)
+    draws, if any: a latency fault delays it here; an error or abort fault raises InjectedError or InjectedAbort."""
+    fault = registry.pick(route=route, upstream=upstream)
     if fault is None:
         return
     spec = fault.spec
     if spec.kind == "latency":
         await asyncio.sleep(fault_delay_s(spec))
-    elif spec.kind == "abort":
-        raise InjectedAbort(f"injected abort of the call to {upstream}")
+    elif upstream is not None:
+        if spec.kind == "error":
+            raise InjectedError(fault, f"injected error on the call to {upstream}")
+        raise InjectedAbort(fault, f"injected abort of the call to {upstream}")
     elif spec.kind == "error":
-        raise ApiError(spec.status, "Injected Fault", f"injected error on the call to {upstream}")
+        raise InjectedError(fault, f"fault {fault.id} is active")
+    else:
+        raise InjectedAbort(fault, "injected connection abort")
 
 
-def fault_middleware(registry: FaultRegistry) -> Any:
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else None
-        fault = registry.pick(route=route)
-        if fault is not None:
-            spec = fault.spec
-            if spec.kind == "latency":
-                await asyncio.sleep(fault_delay_s(spec))
-            elif spec.kind == "error":
-                return problem_response(spec.status, "Injected Fault", f"fault {fault.id} is active")
-            elif spec.kind == "abort":
-                if request.transport is not None:
-                    request.transport.abort()
-                raise asyncio.CancelledError
-        return await handler(request)
-
-    return middleware
-
-
-def grpc_fault_interceptor(registry: FaultRegistry) -> Any:
-    """A grpc.aio server interceptor applying this replica's faults to unary-unary calls."""
-    import grpc
-
-    from services.kit.grpc_handlers import with_unary_behaviour
-
-    class FaultInterceptor(grpc.aio.ServerInterceptor):
-        async def intercept_service(self, continuation: Any, details: Any) -> Any:
-            handler = await continuation(details)
-            if handler is None or handler.unary_unary is None:
-                return handler
-            inner = handler.unary_unary
-
-            async def wrapped(request: Any, context: Any) -> Any:
-                fault = registry.pick(route=details.method)
-                if fault is not None:
-                    spec = fault.spec
-                    if spec.kind == "latency":
-                        await asyncio.sleep(fault_delay_s(spec))
-                    elif spec.kind == "error":
-                        await context.abort(grpc.StatusCode.UNAVAILABLE if spec.status == 503
-                                            else grpc.StatusCode.INTERNAL, f"fault {fault.id} is active")
-                    elif spec.kind == "abort":
-                        await context.abort(grpc.StatusCode.UNAVAILABLE, "injected connection abort")
-                return await inner(request, context)
-
-            return with_unary_behaviour(handler, wrapped)
-
-    return FaultInterceptor()
-
-
-def admin_token_middleware(token: str) -> Any:
-    """Every /admin/* route needs the admin token (constant-time comparison: no timing oracle)."""
-    expected = f"Bearer {token}".encode()
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/admin"):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return problem_response(401, "Unauthorized", "the admin API needs the admin bearer token",
-                                        headers={"WWW-Authenticate": 'Bearer realm="chaoslab-admin"'})
-        return await handler(request)
-
-    return middleware
-
-
-CRASH_EXIT_CODE = 137  # what a SIGKILLed process reports (128 + 9)
-CRASH_DELAY_S = 0.1
-
-
-def add_admin_routes(app: web.Application, registry: FaultRegistry) -> None:
-    async def list_faults(request: web.Request) -> web.Response:
-        return web.json_response({"faults": [f.as_dict() for f in registry.active()]})
-
-    async def add_fault(request: web.Request) -> web.Response:
-        spec = await parse_body(request, FaultSpec)
-        fault = registry.add(spec)
-        return web.json_response(fault.as_dict(), status=201)
-
-    async def clear_faults(request: web.Request) -> web.Response:
-        return web.json_response({"cleared": registry.clear()})
-
-    async def clear_fault(request: web.Request) -> web.Response:
-        if not registry.remove(request.match_info["fault_id"]):
-            raise ApiError(404, "Not Found", "no such fault (it may have expired)")
-        return web.json_response({"cleared": 1})
-
-    async def crash(request: web.Request) -> web.Response:
-        # A crash from inside, for runners without process control (the compose chaos runner has no Docker
-        # socket): os._exit skips every shutdown hook, like SIGKILL, and works for PID 1 in a container, where
-        # a self-sent SIGKILL is ignored. The container's restart policy brings the replica back.
-        body = await request.json() if request.can_read_body else {}
-        delay_s = body.get("delay_s", CRASH_DELAY_S) if isinstance(body, dict) else None
-        if not isinstance(delay_s, int | float) or isinstance(delay_s, bool) or not 0 <= delay_s <= 60:
-            raise ApiError(422, "Unprocessable Content", "delay_s must be a number of seconds from 0 to 60",
-                           errors=[{"field": "delay_s", "message": "0..60", "type": "value"}])
-        logging.getLogger("chaoslab.crash").warning("crash requested through the admin API; exiting %d in %.2f s",
-                                                    CRASH_EXIT_CODE, delay_s)
-        # The answer goes out first; then the process ends mid-flight, whatever it was doing.
-        asyncio.get_running_loop().call_later(max(float(delay_s), 0.05), os._exit, CRASH_EXIT_CODE)
-        return web.json_response({"pid": os.getpid(), "exit_code": CRASH_EXIT_CODE, "in_s": delay_s}, status=202)
-
-    app.router.add_post("/admin/crash", crash)
-    app.router.add_get("/admin/faults", list_faults)
-    app.router.add_post("/admin/faults", add_fault)
-    app.router.add_delete("/admin/faults", clear_faults)
-    app.router.add_delete("/admin/faults/{fault_id}", clear_fault)
-
-
-__all__ = ["FaultRegistry", "FaultSpec", "Fault", "apply_to_call", "fault_middleware", "grpc_fault_interceptor",
-           "admin_token_middleware", "add_admin_routes", "InjectedAbort"]
+__all__ = ["FaultRegistry", "FaultSpec", "Fault", "apply_fault", "InjectedFault", "InjectedError", "InjectedAbort",
+           "fault_delay_s", "BURN_SLICE_S", "MAX_TTL_S"]

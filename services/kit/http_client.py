@@ -1,24 +1,22 @@
-"""Calls to upstream services: a timeout on every attempt, retries with jittered backoff for idempotent
-calls, a circuit breaker per upstream, per-attempt metrics, and errors a caller can pass on (503/504)."""
+"""Calls to upstream services over HTTP: a timeout on every attempt, and through resilience.py (the same as the
+gRPC client's) retries with jittered backoff for idempotent calls, a circuit breaker per upstream, per-attempt
+metrics and this replica's upstream faults; errors a caller can pass on (503/504)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiobreaker import CircuitBreaker, CircuitBreakerError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from aiobreaker import CircuitBreaker
 
-from services.kit import metrics
 from services.kit.breaker import make_breaker
 from services.kit.errors import ApiError
-from services.kit.faults import FaultRegistry, InjectedAbort, apply_to_call
-from services.kit.tracing import current_exemplar
+from services.kit.faults import FaultRegistry, InjectedAbort, InjectedError, InjectedFault
+from services.kit.resilience import CircuitOpen, Resilience
 
 
 class UpstreamError(ApiError):
@@ -58,6 +56,21 @@ class _ServerError(Exception):
 _RETRYABLE = (aiohttp.ClientConnectionError, asyncio.TimeoutError, InjectedAbort, _ServerError)
 
 
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _RETRYABLE)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError)
+
+
+def _injected(exc: InjectedFault) -> BaseException:
+    """An injected abort is an unreachable upstream (retried); an injected error fails the call with its status."""
+    if isinstance(exc, InjectedError):
+        return ApiError(exc.status, "Injected Fault", str(exc))
+    return exc
+
+
 class Upstream:
     def __init__(
         self,
@@ -73,10 +86,11 @@ class Upstream:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._session = session
-        self._faults = faults
         self.timeout_s = timeout_s
         self.retries = retries
         self.breaker = breaker or make_breaker(name)
+        self._calls = Resilience(name, "http", faults, self.breaker, retryable=_retryable, timed_out=_timed_out,
+                                 injected=_injected)
 
     async def send(
         self,
@@ -97,29 +111,19 @@ class Upstream:
         attempts = 1 + (self.retries if idempotent else 0)
         timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(attempts),
-                wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.1),
-                retry=retry_if_exception_type(_RETRYABLE),
-                reraise=True,
-            ):
-                with attempt:
-                    return await self.breaker.call_async(
-                        self._attempt, method, path, body, headers, params, timeout
-                    )
+            return await self._calls.call(lambda: self._attempt(method, path, body, headers, params, timeout),
+                                          attempts=attempts)
         except _ServerError as exc:
             return exc.response
-        except CircuitBreakerError:
-            observe_breaker_rejection(self.name)
-            raise UpstreamError(503, "Service Unavailable", f"{self.name} is unavailable (circuit open)",
-                                headers={"Retry-After": "1"}, upstream=self.name, reason="circuit_open") from None
+        except CircuitOpen as exc:
+            raise UpstreamError(503, "Service Unavailable", str(exc), headers={"Retry-After": "1"},
+                                upstream=self.name, reason="circuit_open") from None
         except TimeoutError:
             raise UpstreamError(504, "Gateway Timeout", f"{self.name} did not answer in time",
                                 upstream=self.name, reason="timeout") from None
         except (aiohttp.ClientError, InjectedAbort) as exc:
             raise UpstreamError(503, "Service Unavailable", f"{self.name} is unreachable: {exc}",
                                 headers={"Retry-After": "1"}, upstream=self.name, reason="unavailable") from None
-        raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying either returns or raises
 
     async def request(
         self,
@@ -143,27 +147,10 @@ class Upstream:
         params: Mapping[str, str] | None,
         client_timeout: aiohttp.ClientTimeout,
     ) -> UpstreamResponse:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            await apply_to_call(self._faults, self.name)
-            async with self._session().request(
-                method, self.base_url + path, data=body, headers=headers, params=params, timeout=client_timeout
-            ) as resp:
-                response = UpstreamResponse(resp.status, dict(resp.headers), await resp.read())
-            if response.status >= 500:
-                raise _ServerError(response)
-            outcome = "ok"
-            return response
-        except TimeoutError:
-            outcome = "timeout"
-            raise
-        finally:
-            metrics.client_request_duration_seconds.labels(self.name, "http", outcome).observe(
-                time.perf_counter() - started, exemplar=current_exemplar()
-            )
-
-
-def observe_breaker_rejection(upstream: str, protocol: str = "http") -> None:
-    """Count a call the open breaker refused, so dashboards show it as an outcome of its own."""
-    metrics.client_request_duration_seconds.labels(upstream, protocol, "circuit_open").observe(0.0)
+        async with self._session().request(
+            method, self.base_url + path, data=body, headers=headers, params=params, timeout=client_timeout
+        ) as resp:
+            response = UpstreamResponse(resp.status, dict(resp.headers), await resp.read())
+        if response.status >= 500:
+            raise _ServerError(response)
+        return response

@@ -36,8 +36,9 @@ from services.kit.breaker import make_breaker
 from services.kit.bus import EXCHANGE, connect_broker, extract_trace_context, inject_trace_headers
 from services.kit.config import env_float, env_int, env_str
 from services.kit.errors import ApiError
-from services.kit.faults import InjectedAbort, apply_to_call
-from services.kit.http_client import UpstreamError, observe_breaker_rejection
+from services.kit.faults import InjectedFault, apply_fault
+from services.kit.http_client import UpstreamError
+from services.kit.resilience import observe_breaker_rejection
 from services.kit.tokens import Principal, authenticated
 from services.kit.tracing import current_exemplar, grpc_client_interceptors, untraced
 from services.kit.validation import iso_utc, parse_body, query_int
@@ -165,8 +166,8 @@ class PaymentsClient:
         outcome = "error"
         try:
             try:
-                await apply_to_call(self.svc.faults, "payments")
-            except (InjectedAbort, ApiError) as exc:
+                await apply_fault(self.svc.faults, upstream="payments")
+            except InjectedFault as exc:
                 # An injected client-side fault looks to the caller like payments being unreachable.
                 raise grpc.aio.AioRpcError(
                     grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details=str(exc)

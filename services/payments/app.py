@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from services.kit import metrics
 from services.kit.app import Service
 from services.kit.config import env_float, env_int
-from services.kit.rpc import grpc_server
+from services.kit.grpc_server import grpc_server
 from services.proto import payments_pb2, payments_pb2_grpc
 
 from .models import metadata, payments
@@ -149,7 +149,7 @@ def build() -> Service:
     state: dict[str, Any] = {}
 
     async def start_grpc(svc: Service) -> None:
-        server = grpc_server(svc, options=[
+        server = grpc_server(svc.faults, options=[
             ("grpc.max_concurrent_streams", 1000),
             # orders pings every 10 s while it has calls open (keepalive); allow that.
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
