@@ -10,15 +10,44 @@ import yaml
 from deploy_support import REPO, run, tool
 
 K8S = REPO / "k8s"
-LAYERS = ("base", "overlays/observability", "overlays/load", "overlays/chaos")
+# The kustomizations a user applies: one that carries the lab itself, then any add-ons on top of it, in any order
+# (docs/deploy.md). An add-on must work on either lab and change nothing the lab's kustomization created.
+LABS = ("base", "overlays/observability")
+ADD_ONS = ("overlays/load", "overlays/chaos")
+KUSTOMIZATIONS = LABS + ADD_ONS
+# What the cluster holds after applying these kustomizations in order: the layers the checks look at.
+APPLIED: dict[str, tuple[str, ...]] = {
+    "base": ("base",),
+    "overlays/observability": ("overlays/observability",),
+    "overlays/load": ("base", "overlays/load"),
+    "overlays/chaos": ("base", "overlays/chaos"),
+    "observability+load+chaos": ("overlays/observability", "overlays/load", "overlays/chaos"),
+}
+LAYERS = tuple(APPLIED)
 NAMESPACE = "chaoslab"
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 
 
 @cache
-def render(layer: str) -> tuple[dict[str, Any], ...]:
-    out = run([tool("kubectl"), "kustomize", str(K8S / layer)]).stdout
+def kustomize(directory: str) -> tuple[dict[str, Any], ...]:
+    """`kubectl kustomize k8s/<directory>`: the objects one `kubectl apply -k` sends."""
+    out = run([tool("kubectl"), "kustomize", str(K8S / directory)]).stdout
     return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+def key(doc: dict[str, Any]) -> tuple[str, str, str]:
+    """What `kubectl apply` matches an object by (kind, namespace, name; the API group is implied here)."""
+    return doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"]
+
+
+@cache
+def render(layer: str) -> tuple[dict[str, Any], ...]:
+    """The objects in the cluster after applying the layer's kustomizations in order (a later one replaces)."""
+    objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for directory in APPLIED[layer]:
+        for doc in kustomize(directory):
+            objects[key(doc)] = doc
+    return tuple(objects.values())
 
 
 def of_kind(layer: str, *kinds: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import json
 import jsonschema
 import kubernetes_validate
 import pytest
-from deploy_k8s import K8S, LAYERS, NAMESPACE, render
+from deploy_k8s import ADD_ONS, K8S, KUSTOMIZATIONS, LABS, LAYERS, NAMESPACE, key, kustomize, render
 from deploy_support import REPO, run
 
 pytestmark = pytest.mark.quick
@@ -26,11 +26,11 @@ def test_generated_manifests_are_fresh() -> None:
     run([str(REPO / ".venv" / "bin" / "python"), str(K8S / "generate.py"), "--check"])
 
 
-@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS)
 @pytest.mark.parametrize("version", VERSIONS)
-def test_rendered_objects_validate(layer: str, version: str) -> None:
+def test_rendered_objects_validate(directory: str, version: str) -> None:
     errors = []
-    for doc in render(layer):
+    for doc in kustomize(directory):
         if doc["apiVersion"].startswith("monitoring.coreos.com/"):
             continue  # test_crd_objects_match_the_operator_schema
         try:
@@ -51,11 +51,11 @@ def test_crd_objects_match_the_operator_schema() -> None:
         assert not errors, f"{doc['kind']}/{doc['metadata']['name']}: {[e.message for e in errors]}"
 
 
-@pytest.mark.parametrize("layer", LAYERS)
-def test_everything_lives_in_the_lab_namespace(layer: str) -> None:
-    kinds = {d["kind"] for d in render(layer)}
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS)
+def test_everything_lives_in_the_lab_namespace(directory: str) -> None:
+    kinds = {d["kind"] for d in kustomize(directory)}
     assert not kinds & {"ClusterRole", "ClusterRoleBinding"}, "cluster-wide RBAC"
-    for doc in render(layer):
+    for doc in kustomize(directory):
         if doc["kind"] == "Namespace":
             assert doc["metadata"]["name"] == NAMESPACE
             assert doc["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
@@ -71,3 +71,17 @@ def test_images_are_pinned(layer: str) -> None:
         for container in doc["spec"]["template"]["spec"]["containers"]:
             image = container["image"]
             assert ":" in image and not image.endswith(":latest"), f"{doc['metadata']['name']}: {image}"
+
+
+@pytest.mark.parametrize("add_on", ADD_ONS)
+@pytest.mark.parametrize("lab", LABS)
+def test_an_add_on_changes_nothing_the_lab_created(lab: str, add_on: str) -> None:
+    """docs/deploy.md applies the load and chaos add-ons after the lab (base or observability), in any order:
+    an object both render would be overwritten by the later apply (before: load and chaos re-rendered the base, so
+    applying them after observability stripped the OTLP endpoint and restarted every service)."""
+    applied = {key(doc): doc for doc in kustomize(lab)}
+    added = kustomize(add_on)
+    assert added, f"{add_on} renders nothing"
+    for doc in added:
+        if key(doc) in applied:
+            assert doc == applied[key(doc)], f"applying {add_on} after {lab} changes {'/'.join(key(doc))}"

@@ -29,14 +29,19 @@ BASE = (
     | {("*", "gateway", HTTP)}  # the entry point, for any client
     | _dns(*SERVICES, "postgres", "rabbitmq")
 )
+TRACES = {(s, "jaeger", "4318/TCP") for s in SERVICES}
+LOAD = {("locust", "gateway", HTTP)} | _dns("locust")
+CHAOS = _dns("chaos-runner") | {
+    ("chaos-runner", "gateway", HTTP), ("chaos-runner", "payments", ADMIN),
+    ("chaos-runner", "apiserver", "443/TCP"), ("chaos-runner", "apiserver", "6443/TCP"),
+}
 EXPECTED = {
     "base": BASE,
-    "overlays/observability": BASE | {(s, "jaeger", "4318/TCP") for s in SERVICES},
-    "overlays/load": BASE | {("locust", "gateway", HTTP)} | _dns("locust"),
-    "overlays/chaos": BASE | _dns("chaos-runner") | {
-        ("chaos-runner", "gateway", HTTP), ("chaos-runner", "payments", ADMIN),
-        ("chaos-runner", "apiserver", "443/TCP"), ("chaos-runner", "apiserver", "6443/TCP"),
-    },
+    "overlays/observability": BASE | TRACES,
+    "overlays/load": BASE | LOAD,
+    "overlays/chaos": BASE | CHAOS,
+    # The add-ons on the observed lab, as docs/deploy.md applies them: nothing of one takes from another.
+    "observability+load+chaos": BASE | TRACES | LOAD | CHAOS,
 }
 
 
