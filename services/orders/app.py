@@ -19,47 +19,32 @@ import time
 import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any, NoReturn
+from typing import Any
 
 import aio_pika
-import grpc
-from aiobreaker import CircuitBreaker, CircuitBreakerError
 from aiohttp import web
 from opentelemetry import trace
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from services.kit import metrics
 from services.kit.app import Service
-from services.kit.breaker import make_breaker
 from services.kit.bus import EXCHANGE, connect_broker, extract_trace_context, inject_trace_headers
 from services.kit.config import env_float, env_int, env_str
 from services.kit.errors import ApiError
-from services.kit.faults import InjectedFault, apply_fault
+from services.kit.grpc_client import DEFAULT_CHANNELS, GrpcUpstream
 from services.kit.http_client import UpstreamError
-from services.kit.resilience import observe_breaker_rejection
 from services.kit.tokens import Principal, authenticated
-from services.kit.tracing import current_exemplar, grpc_client_interceptors, untraced
+from services.kit.tracing import untraced
 from services.kit.validation import iso_utc, parse_body, query_int
-from services.proto import payments_pb2, payments_pb2_grpc
+from services.proto import payments_pb2_grpc
 
 from .models import OrderIn, metadata, orders, outbox
+from .payments import Payments, PaymentsFailed
 
 ANY_USER = ("customer", "admin")
 MAX_KEY_LEN = 128
 MAX_PAGE = 500
-# Several channels with their own subchannel pools: each is one TCP connection, and SO_REUSEPORT spreads
-# connections (not calls) over the payments replicas, so one channel would pin a replica to one payments replica.
-# A call goes to the channel with the fewest calls in flight: a queued (slow or saturated) payments replica then
-# gets fewer new calls, so the load follows capacity even when the connections are split unevenly. payments
-# ends connections after a few seconds (max_connection_age), so new payments replicas get connections too.
-DEFAULT_PAYMENTS_CHANNELS = 16
-RETRYABLE_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}
-)
-# Codes that say "payments is not well", for the breaker; a caller's mistake (INVALID_ARGUMENT...) does not count.
-BREAKER_CODES = RETRYABLE_CODES | {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 # Stable namespaces: the order id and event id of one (user, Idempotency-Key) are the same on every replica.
 ORDER_NS = uuid.UUID("6f1c1a52-3f0e-4f5e-9a53-8c1d5a0b7e01")
 EVENT_NS = uuid.UUID("0b9f3c1e-7d4a-4c8e-b6f2-2e5d9a8c4f10")
@@ -80,147 +65,6 @@ def order_view(row: Any) -> dict[str, Any]:
         "payment_id": row.payment_id,
         "created_at": iso_utc(row.created_at),
     }
-
-
-def payments_key(user_id: str, idempotency_key: str) -> str:
-    """The payments idempotency key of an order request: stable, so no retry or replay charges twice."""
-    return hashlib.sha256(f"order\x00{user_id}\x00{idempotency_key}".encode()).hexdigest()
-
-
-class PaymentsFailed(Exception):
-    def __init__(self, status: int, title: str, detail: str, reason: str) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail, self.reason = status, title, detail, reason
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in RETRYABLE_CODES
-
-
-def _not_a_payments_failure(exc: BaseException) -> bool:
-    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() not in BREAKER_CODES
-
-
-class PaymentsClient:
-    """Charge over gRPC: a deadline per attempt, retries with jittered exponential backoff on the retryable
-    codes (safe: Charge is idempotent by key), and a circuit breaker; an open breaker fails fast."""
-
-    def __init__(
-        self,
-        svc: Service,
-        addr: str,
-        *,
-        deadline_s: float,
-        retries: int,
-        breaker: CircuitBreaker,
-        channels: int = DEFAULT_PAYMENTS_CHANNELS,
-    ):
-        self.svc = svc
-        self.addr = addr
-        self.deadline_s = deadline_s
-        self.retries = retries
-        self.breaker = breaker
-        self.channel_count = channels
-        self._stubs: list[payments_pb2_grpc.PaymentsStub] = []
-        self._channels: list[grpc.aio.Channel] = []
-        self._inflight: list[int] = []
-
-    def open(self) -> None:
-        options = [
-            ("grpc.use_local_subchannel_pool", 1),
-            # Reconnect soon after payments comes back (the default backoff grows to two minutes).
-            # (Not grpc.min_reconnect_backoff_ms: that is also the connect timeout, and a short one fails
-            # every connection to a slow or paused server with UNAVAILABLE instead of its deadline.)
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 1000),
-            ("grpc.enable_retries", 0),  # retries are ours (tenacity), counted and bounded once
-            # A paused or vanished payments replica answers nothing: a ping unanswered for 5 s (sent after 10 s
-            # without data, only while calls are open) closes that connection, and the channel reconnects.
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
-            ("grpc.keepalive_permit_without_calls", 0),
-        ]
-        for _ in range(self.channel_count):
-            channel = grpc.aio.insecure_channel(self.addr, options=options, interceptors=grpc_client_interceptors())
-            self._channels.append(channel)
-            self._stubs.append(payments_pb2_grpc.PaymentsStub(channel))
-            self._inflight.append(0)
-
-    def _pick(self) -> int:
-        """The channel with the fewest calls in flight (least outstanding), ties broken at random; channels in
-        reconnect backoff (TRANSIENT_FAILURE, which fail a call at once) only when there is nothing else."""
-        failing = grpc.ChannelConnectivity.TRANSIENT_FAILURE
-        usable = [i for i, c in enumerate(self._channels) if c.get_state(try_to_connect=False) != failing]
-        candidates = usable or list(range(len(self._channels)))
-        fewest = min(self._inflight[i] for i in candidates)
-        return random.choice([i for i in candidates if self._inflight[i] == fewest])
-
-    async def close(self) -> None:
-        await asyncio.gather(*(c.close(grace=1.0) for c in self._channels), return_exceptions=True)
-        self._channels.clear()
-        self._stubs.clear()
-        self._inflight.clear()
-
-    async def _attempt(self, request: payments_pb2.ChargeRequest) -> payments_pb2.ChargeReply:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            try:
-                await apply_fault(self.svc.faults, upstream="payments")
-            except InjectedFault as exc:
-                # An injected client-side fault looks to the caller like payments being unreachable.
-                raise grpc.aio.AioRpcError(
-                    grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details=str(exc)
-                ) from None
-            index = self._pick()
-            self._inflight[index] += 1
-            try:
-                reply = await self._stubs[index].Charge(request, timeout=self.deadline_s)
-            finally:
-                self._inflight[index] -= 1
-            outcome = "ok"
-            return reply
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                outcome = "timeout"
-            raise
-        finally:
-            metrics.client_request_duration_seconds.labels("payments", "grpc", outcome).observe(
-                time.perf_counter() - started, exemplar=current_exemplar()
-            )
-
-    async def charge(self, request: payments_pb2.ChargeRequest) -> payments_pb2.ChargeReply:
-        try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(1 + self.retries),
-                wait=wait_exponential_jitter(initial=0.05, max=1.0, jitter=0.1),
-                retry=retry_if_exception(_retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    return await self.breaker.call_async(self._attempt, request)
-        except CircuitBreakerError as exc:
-            if not isinstance(exc.__cause__, grpc.aio.AioRpcError):  # refused without a call: the breaker is open
-                observe_breaker_rejection("payments", "grpc")
-                raise PaymentsFailed(
-                    503, "Service Unavailable", "payments is unavailable (circuit open)", "payments_circuit_open"
-                ) from None
-            # This call failed and its failure opened the breaker: answer with what happened to it.
-            self._failed(exc.__cause__)
-        except grpc.aio.AioRpcError as exc:
-            self._failed(exc)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    @staticmethod
-    def _failed(exc: grpc.aio.AioRpcError) -> NoReturn:
-        code = exc.code()
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            raise PaymentsFailed(504, "Gateway Timeout", "payments did not answer in time", "payments_timeout")
-        if code in RETRYABLE_CODES:
-            raise PaymentsFailed(
-                503, "Service Unavailable", f"payments is unavailable: {code.name}", "payments_unavailable"
-            )
-        raise PaymentsFailed(502, "Bad Gateway", f"payments failed: {code.name} {exc.details()}", "payments_error")
 
 
 class OutboxRelay:
@@ -402,7 +246,7 @@ class OutboxRelay:
 
 
 class Orders:
-    def __init__(self, svc: Service, payments: PaymentsClient) -> None:
+    def __init__(self, svc: Service, payments: Payments) -> None:
         self.svc = svc
         self.payments = payments
         self.users = svc.upstream("users", env_str("USERS_URL", "http://127.0.0.1:18002"), retries=2)
@@ -476,15 +320,8 @@ class Orders:
         order_id = str(uuid.uuid5(ORDER_NS, f"{principal.user_id}\x00{key}"))
         total = sum(i["quantity"] * i["unit_price_cents"] for i in items)
         try:
-            reply = await self.payments.charge(
-                payments_pb2.ChargeRequest(
-                    idempotency_key=payments_key(principal.user_id, key),
-                    user_id=principal.user_id,
-                    order_ref=order_id,
-                    amount_cents=total,
-                    currency=body.currency,
-                )
-            )
+            reply = await self.payments.charge(user_id=principal.user_id, idempotency_key=key, order_id=order_id,
+                                               amount_cents=total, currency=body.currency)
         except PaymentsFailed as exc:
             headers = {"Retry-After": "1"} if exc.status == 503 else None
             raise self._fail(exc.reason, exc.status, exc.title, exc.detail, headers=headers) from None
@@ -608,29 +445,27 @@ class Orders:
 def build() -> Service:
     svc = Service("orders", 18003, uses_db=True, uses_broker=True)
     svc.metadata(metadata)
-    breaker = make_breaker(
+    payments_upstream = GrpcUpstream(
         "payments",
-        env_int("BREAKER_FAIL_MAX", 5),
-        env_float("BREAKER_RESET_S", 5.0),
-        exclude=[_not_a_payments_failure],
-    )
-    payments = PaymentsClient(
-        svc,
         env_str("PAYMENTS_GRPC_ADDR", "127.0.0.1:18004"),
+        payments_pb2_grpc.PaymentsStub,
+        svc.faults,
         deadline_s=env_float("PAYMENTS_DEADLINE_S", 2.0),
         retries=max(0, env_int("PAYMENTS_RETRIES", 2)),
-        breaker=breaker,
-        channels=max(1, env_int("PAYMENTS_CHANNELS", DEFAULT_PAYMENTS_CHANNELS)),
+        fail_max=env_int("BREAKER_FAIL_MAX", 5),
+        reset_s=env_float("BREAKER_RESET_S", 5.0),
+        channels=max(1, env_int("PAYMENTS_CHANNELS", DEFAULT_CHANNELS)),
     )
+    payments = Payments(payments_upstream)
     relay = OutboxRelay(svc, poll_s=env_float("OUTBOX_POLL_S", 0.2))
     handlers = Orders(svc, payments)
 
     async def open_payments(svc: Service) -> None:
-        payments.open()  # grpc.aio channels belong to the running loop: open them in it
+        payments_upstream.open()  # grpc.aio channels belong to the running loop: open them in it
 
     async def close_all(svc: Service) -> None:
         await relay.stop()
-        await payments.close()
+        await payments_upstream.close()
 
     async def broker_check() -> bool:
         return relay.broker_connected

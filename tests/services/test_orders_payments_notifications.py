@@ -24,7 +24,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from chaoslab.observability.traces import spans_of
-from services.orders.app import payments_key
+from services.orders.payments import payments_key
 from support.prereqs import PG_HOST, PG_PORT, pg_admin, require_postgres
 from support.procs import PortPool, ServiceProc, sqlite_url, start
 from support.rabbit import RabbitNode
