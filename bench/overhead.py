@@ -30,25 +30,20 @@ from typing import Any
 import aiohttp
 import psutil
 
+from chaoslab.clients import shop
 from chaoslab.lab import control
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import find_free_base
 from chaoslab.lab.spec import default_replicas
 from chaoslab.observability.traces import spans_in
 
-ORDER = {"items": [{"sku": "bench", "quantity": 1, "unit_price_cents": 100}], "currency": "EUR"}
+ORDER = shop.SAMPLE_ORDER
 
 
-async def _tokens(gw: str, n: int) -> list[str]:
-    async with aiohttp.ClientSession() as http:
-        tokens = []
-        for _ in range(n):
-            email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
-            async with http.post(f"{gw}/api/auth/register", json={"email": email, "password": "bench password"}):
-                pass
-            async with http.post(f"{gw}/api/auth/login", json={"email": email, "password": "bench password"}) as r:
-                tokens.append((await r.json())["access_token"])
-        return tokens
+def _tokens(gw: str, n: int) -> list[str]:
+    """n customers' access tokens: the load's workers each act as their own customer."""
+    client = shop.ShopClient(gw)
+    return [client.sign_up(password="bench password").token for _ in range(n)]
 
 
 async def _settle(gw: str, token: str, timeout_s: float = 60) -> None:
@@ -57,7 +52,7 @@ async def _settle(gw: str, token: str, timeout_s: float = 60) -> None:
     ok = 0
     async with aiohttp.ClientSession() as http:
         while ok < 5 and time.monotonic() < deadline:
-            async with http.post(f"{gw}/api/orders", json=ORDER, headers={
+            async with http.post(f"{gw}{shop.ORDERS}", json=ORDER, headers={
                     "Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}) as resp:
                 ok = ok + 1 if resp.status == 201 else 0
             if not ok:
@@ -77,7 +72,7 @@ async def _drive(gw: str, tokens: list[str], seconds: float, warmup_s: float) ->
         nonlocal failures
         headers = {"Authorization": f"Bearer {token}"}
         while (now := time.perf_counter()) < end:
-            async with http.post(f"{gw}/api/orders", json=ORDER,
+            async with http.post(f"{gw}{shop.ORDERS}", json=ORDER,
                                  headers={**headers, "Idempotency-Key": uuid.uuid4().hex}) as resp:
                 body = await resp.read()
                 done = time.perf_counter()
@@ -139,7 +134,7 @@ def _traced_share(spans_dir: Path, start_s: float, end_s: float, requests: int) 
     and ended inside it, as the requests counted did. Each replica exports in batches about every second, so call
     this a couple of seconds later."""
     traced = sum(1 for span in spans_in(spans_dir, "gateway-*.jsonl")
-                 if span["parent_id"] is None and span["name"] == "POST /api/orders"
+                 if span["parent_id"] is None and span["name"] == f"POST {shop.ORDERS}"
                  and start_s <= span["start_ns"] / 1e9 and span["end_ns"] / 1e9 <= end_s)
     return round(traced / max(requests, 1), 3)
 
@@ -171,7 +166,7 @@ def main() -> None:
         registry = control.up(state, base, default_replicas(), env=env)
         try:
             gw = registry["gateway_url"]
-            tokens = asyncio.run(_tokens(gw, args.concurrency))
+            tokens = _tokens(gw, args.concurrency)
             for round_no in range(args.rounds):
                 # off, on, on, off, off, on, ...: this machine's speed drifts within a run (uninstrumented, 110 then
                 # 94 then 81 orders/s in one run) and jumps between minutes (CPU per uninstrumented order 13.3 ms in

@@ -18,20 +18,16 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-# Locust imports this file as a module of its own directory; make `loadtests` importable as a package too.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from locust import LoadTestShape, events
+from locust.runners import MasterRunner, WorkerRunner
 
-from locust import LoadTestShape, events  # noqa: E402
-from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
-
-from loadtests import exporter, scenarios, shapes  # noqa: E402
-from loadtests.journeys import AdminUser, OrderUser, RateShopper, ShopperUser  # noqa: E402
-from loadtests.recorder import StageRecorder  # noqa: E402
-from loadtests.summary import snapshot, summarize  # noqa: E402
-from loadtests.thresholds import apply_overrides, evaluate  # noqa: E402
+from loadtests import exporter, scenarios, shapes
+from loadtests.journeys import AdminUser, OrderUser, RateShopper, ShopperUser
+from loadtests.recorder import StageRecorder
+from loadtests.summary import snapshot, summarize
+from loadtests.thresholds import apply_overrides, evaluate
 
 __all__ = ["AdminUser", "OrderUser", "RateShopper", "ShopperUser", "ScenarioShape"]
 

@@ -1,9 +1,10 @@
-"""Chaos Toolkit actions of the chaoslab extension: every fault of the native catalog, and its undoing.
+"""Chaos Toolkit actions of the chaoslab extension: every fault of the native catalogue, and its undoing.
 
 Process faults go through the lab's supervisord; in-service faults through each replica's admin API, always
 with a time-to-live, so a fault outlives neither a crashed experiment nor a missed rollback by more than its TTL.
 `replica` is "all", null (one running replica at random), a replica number or a replica name.
-Every function is synchronous and returns JSON-serialisable data for the journal.
+Every function is synchronous, finds the lab through its configuration (chaoslab.chaos.lab) and returns
+JSON-serialisable data for the journal.
 """
 
 from __future__ import annotations
@@ -11,25 +12,42 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chaoslab.chaos import admin, broker, marks, supervise
-from chaoslab.chaos.compose import is_compose
-from chaoslab.chaos.registry import Configuration, load_registry, replicas, select_replicas, service_of
+from chaoslab.chaos import broker, marks
+from chaoslab.chaos.lab import Configuration, Lab, Replica, activity_errors, select_replicas, service_of
+from chaoslab.clients.admin import fault_body, replicas_of
+from chaoslab.errors import LabError
+from chaoslab.lab import faults
+from chaoslab.lab.probes import broker_serving, ready_replicas
+from services import contract
 
-DEAD_LETTER_QUEUE = "notifications.dead-letter"
 DEFAULT_TTL_S = 60.0
-
-Replica = str | int | None
 
 
 # -- process faults ----------------------------------------------------------------------------------------
 
+def _signal(lab: Lab, service: str, sig: str, replica: Replica, what: str) -> list[dict[str, Any]]:
+    sv = lab.supervisor(what)
+    with activity_errors():
+        if replica is None or replica == "random":
+            # "one replica, at random" means one that can take the fault: a running one
+            running = faults.running_programs(sv, [r["name"] for r in lab.replicas(service)])
+            if not running:
+                raise LabError(f"no running replica of {service}")
+            targets = select_replicas({"services": {service: {"replicas": [{"name": n} for n in running]}}},
+                                      service, None)
+        else:
+            targets = lab.select(service, replica)
+        return [faults.signal(sv, r["name"], sig) for r in targets]
+
+
 def _kill(service: str, replica: Replica, configuration: Configuration) -> list[dict[str, Any]]:
-    reg = load_registry(configuration)
-    if is_compose(reg):
+    lab = Lab.of(configuration)
+    if lab.is_compose:
         # No process control in compose: the replica ends itself (exit 137) and its restart policy restarts it.
-        killed = admin.crash(reg, select_replicas(reg, service, replica))
+        with activity_errors():
+            killed = lab.admin.crash(lab.select(service, replica))
     else:
-        killed = supervise.signal_replicas(service, "KILL", replica, configuration)
+        killed = _signal(lab, service, "KILL", replica, "kill_replica")
     marks.mark("fault", killed[0]["at"])
     return killed
 
@@ -47,17 +65,17 @@ def kill_service(service: str, configuration: Configuration = None) -> list[dict
 
 def pause_replica(service: str, replica: Replica = None, configuration: Configuration = None) -> list[dict[str, Any]]:
     """SIGSTOP a replica: it keeps its sockets but answers nothing (a hung process). Undo: resume_replicas."""
-    paused = supervise.signal_replicas(service, "STOP", replica, configuration)
+    paused = _signal(Lab.of(configuration), service, "STOP", replica, "pause_replica")
     marks.mark("fault", paused[0]["at"])
     return paused
 
 
 def resume_replicas(service: str | None = None, configuration: Configuration = None) -> list[str]:
     """SIGCONT every paused replica (of `service`, or of the whole lab)."""
-    sv = supervise.supervisor(configuration, "resume_replicas")
-    names = [n for n in supervise.paused_programs(sv) if service is None or service_of(n) == service]
-    for name in names:
-        sv.call("signalProcess", name, "CONT")
+    sv = Lab.of(configuration).supervisor("resume_replicas")
+    with activity_errors():
+        paused = faults.paused_programs(sv)
+        names = faults.resume(sv, [n for n in paused if service is None or service_of(n) == service])
     if names:
         marks.mark("recovery")
     return names
@@ -65,38 +83,42 @@ def resume_replicas(service: str | None = None, configuration: Configuration = N
 
 def stop_service(service: str, configuration: Configuration = None) -> list[str]:
     """Stop every replica of a service (SIGTERM, graceful); it stays down until start_service."""
-    reg = load_registry(configuration)
-    sv = supervise.supervisor(configuration, "stop_service")
+    lab = Lab.of(configuration)
+    sv = lab.supervisor("stop_service")
     marks.mark("fault")
-    return supervise.stop_programs(sv, [r["name"] for r in replicas(reg, service)])
+    with activity_errors():
+        return faults.stop_programs(sv, [r["name"] for r in lab.replicas(service)])
 
 
 def start_service(service: str, timeout_s: float = 60.0, configuration: Configuration = None) -> dict[str, Any]:
     """Start every replica of a service that is not running, and wait until all are ready."""
-    reg = load_registry(configuration)
-    sv = supervise.supervisor(configuration, "start_service")
-    started = supervise.start_programs(sv, [r["name"] for r in replicas(reg, service)])
-    marks.mark("recovery")
-    waited = supervise.wait_until(lambda: all(supervise.ready_replicas(reg, service).values()), timeout_s,
-                                  f"every replica of {service} ready")
+    lab = Lab.of(configuration)
+    sv = lab.supervisor("start_service")
+    with activity_errors():
+        started = faults.start_programs(sv, [r["name"] for r in lab.replicas(service)])
+        marks.mark("recovery")
+        waited = faults.wait_until(lambda: all(ready_replicas(lab.registry, service).values()), timeout_s,
+                                   f"every replica of {service} ready")
     return {"service": service, "started": started, "ready_after_s": round(waited, 3)}
 
 
 def stop_broker(configuration: Configuration = None) -> dict[str, Any]:
     """Stop the lab's RabbitMQ node (a broker outage)."""
-    sv = supervise.supervisor(configuration, "stop_broker")
+    sv = Lab.of(configuration).supervisor("stop_broker")
     at = marks.mark("fault")
-    supervise.stop_programs(sv, [supervise.BROKER])
-    return {"stopped": supervise.BROKER, "at": at}
+    with activity_errors():
+        faults.stop_programs(sv, [faults.BROKER])
+    return {"stopped": faults.BROKER, "at": at}
 
 
 def start_broker(timeout_s: float = 60.0, configuration: Configuration = None) -> dict[str, Any]:
     """Start the lab's RabbitMQ node and wait until it takes connections again."""
-    reg = load_registry(configuration)
-    sv = supervise.supervisor(configuration, "start_broker")
-    started = supervise.start_programs(sv, [supervise.BROKER])
-    marks.mark("recovery")
-    waited = supervise.wait_until(lambda: supervise.broker_serving(reg), timeout_s, "the broker serving")
+    lab = Lab.of(configuration)
+    sv = lab.supervisor("start_broker")
+    with activity_errors():
+        started = faults.start_programs(sv, [faults.BROKER])
+        marks.mark("recovery")
+        waited = faults.wait_until(lambda: broker_serving(lab.registry), timeout_s, "the broker serving")
     return {"started": started, "serving_after_s": round(waited, 3)}
 
 
@@ -104,9 +126,10 @@ def start_broker(timeout_s: float = 60.0, configuration: Configuration = None) -
 
 def _inject(service: str, replica: Replica, kind: str, configuration: Configuration,
             **fields: Any) -> list[dict[str, Any]]:
-    reg = load_registry(configuration)
-    targets = select_replicas(reg, service, replica)
-    result = admin.add_fault(reg, targets, admin.fault_body(kind, **fields))
+    lab = Lab.of(configuration)
+    targets = lab.select(service, replica)
+    with activity_errors():
+        result = lab.admin.add_fault(targets, fault_body(kind, **fields))
     marks.mark("fault")
     return result
 
@@ -143,8 +166,8 @@ def inject_cpu_burn(service: str, percent: float = 100.0, ttl_s: float = DEFAULT
 
 def clear_faults(service: str | None = None, configuration: Configuration = None) -> dict[str, Any]:
     """Clear every in-service fault (of one service, or of every replica of the lab)."""
-    reg = load_registry(configuration)
-    results = admin.clear_faults(reg, admin.all_replicas(reg, [service] if service else None))
+    lab = Lab.of(configuration)
+    results = lab.admin.clear_faults(replicas_of(lab.registry, [service] if service else None))
     marks.mark("recovery")
     return {"cleared": sum(r["cleared"] for r in results),
             "unreachable": [r["replica"] for r in results if "error" in r]}
@@ -152,17 +175,17 @@ def clear_faults(service: str | None = None, configuration: Configuration = None
 
 # -- messaging -----------------------------------------------------------------------------------------------
 
-def publish_poison_message(routing_key: str = "order.created", body: str = '{"poison": true',
+def publish_poison_message(routing_key: str = contract.ORDER_CREATED, body: str = '{"poison": true',
                            configuration: Configuration = None) -> dict[str, Any]:
     """Publish a message no consumer can process (by default: broken JSON) to the orders exchange."""
-    result = broker.publish(load_registry(configuration), routing_key, body)
+    result = broker.publish(Lab.of(configuration).registry, routing_key, body)
     marks.mark("fault")
     return result
 
 
-def purge_queue(queue: str = DEAD_LETTER_QUEUE, configuration: Configuration = None) -> dict[str, Any]:
+def purge_queue(queue: str = contract.DEAD_LETTER_QUEUE, configuration: Configuration = None) -> dict[str, Any]:
     """Empty a queue (the dead-letter queue, after a poison message was looked at)."""
-    purged = broker.queue_messages(load_registry(configuration), queue, purge=True)
+    purged = broker.queue_messages(Lab.of(configuration).registry, queue, purge=True)
     marks.mark("recovery")
     return {"queue": queue, "purged": purged}
 
@@ -186,41 +209,16 @@ def hold(seconds: float, configuration: Configuration = None) -> dict[str, Any]:
 # -- the rollback of last resort -------------------------------------------------------------------------------
 
 def restore_lab(timeout_s: float = 90.0, configuration: Configuration = None) -> dict[str, Any]:
-    """Undo any fault of the catalog: clear in-service faults, resume paused replicas, start stopped programs
-    (the broker first), and wait until everything is ready. Every experiment's last rollback."""
-    reg = load_registry(configuration)
-    if is_compose(reg):
-        return _restore_compose(reg, timeout_s)
-    sv = supervise.supervisor(configuration)
-    resumed = resume_replicas(configuration=configuration)
-    names = [p["name"] for p in sv.processes() if p["statename"] not in ("RUNNING", "STARTING")]
-    names.sort(key=lambda n: n != supervise.BROKER)  # services reconnect to a broker that already runs
-    started = supervise.start_programs(sv, names)
-    if supervise.BROKER in started:
-        supervise.wait_until(lambda: supervise.broker_serving(reg), timeout_s, "the broker serving")
-
-    def all_ready() -> bool:
-        return all(all(supervise.ready_replicas(reg, s).values()) for s in reg["services"])
-
-    try:
-        waited = supervise.wait_until(all_ready, timeout_s, "every replica ready", interval_s=0.5)
-    finally:
-        cleared = admin.clear_faults(reg, admin.all_replicas(reg))  # also after a timeout: never leave a fault
-    return {"resumed": resumed, "started": started, "ready_after_s": round(waited, 3),
-            "faults_cleared": sum(r["cleared"] for r in cleared)}
-
-
-def _restore_compose(reg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """In compose only in-service faults can be undone here (containers restart by their own policy):
-    clear them, then wait until every replica that resolves is ready."""
-    cleared = admin.clear_faults(reg, admin.all_replicas(reg))
-
-    def all_ready() -> bool:
-        return all(all(supervise.ready_replicas(reg, s).values()) for s in reg["services"])
-
-    waited = supervise.wait_until(all_ready, timeout_s, "every replica ready", interval_s=0.5)
-    return {"resumed": [], "started": [], "ready_after_s": round(waited, 3),
-            "faults_cleared": sum(r["cleared"] for r in cleared)}
+    """Undo any fault of the catalogue: clear in-service faults, resume paused replicas, start stopped programs
+    (the broker first), and wait until everything is ready. Every experiment's last rollback. In compose only
+    the in-service faults can be undone here (containers restart by their own policy)."""
+    lab = Lab.of(configuration)
+    sv = None if lab.is_compose else lab.supervisor("restore_lab")
+    with activity_errors():
+        done = faults.restore(lab.registry, sv, timeout_s)
+    if done["resumed"]:
+        marks.mark("recovery")
+    return done
 
 
 __all__ = [

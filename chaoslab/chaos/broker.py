@@ -10,7 +10,8 @@ from typing import Any
 import aio_pika
 from chaoslib.exceptions import ActivityFailed
 
-EXCHANGE = "orders"  # docs/design.md, "Messaging"
+from services.contract import EXCHANGE
+
 CONNECT_TIMEOUT_S = 5.0
 
 

@@ -7,7 +7,8 @@ Two kinds of probes:
   (`wait_for_alert`, `time_to_recover`, `place_order` with `expect_status`, ...). In a method, a raised probe
   marks the run's activity `failed`, which the chaoslab verdict counts as a failed experiment (chaos run
   itself exits 0 then). Their results carry {"measure": name, "seconds": s} for the verdict's measurements.
-Every function is synchronous and returns JSON-serialisable data.
+Every function is synchronous, finds the lab through its configuration (chaoslab.chaos.lab) and returns
+JSON-serialisable data.
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
-from chaoslab.chaos import admin, broker, marks, prom, shop, supervise
-from chaoslab.chaos.audit import audit_views
-from chaoslab.chaos.registry import Configuration, load_registry, replicas
+from chaoslab.chaos import broker, marks
+from chaoslab.chaos.lab import Configuration, Lab, activity_errors
+from chaoslab.clients import shop
+from chaoslab.clients.admin import replicas_of
+from chaoslab.lab import audit, faults, webhook
+from chaoslab.lab.probes import all_ready, poll, ready_replicas
+from chaoslab.lab.probes import broker_serving as _broker_serving
+from chaoslab.observability import slos
+from services import contract
 
 DEFAULT_WINDOW = "30s"
 BREAKER_STATES = {0: "closed", 1: "half-open", 2: "open"}
@@ -46,7 +53,7 @@ def _since_recovery(started_wall: float) -> float:
 
 def replicas_ready(service: str, configuration: Configuration = None) -> dict[str, Any]:
     """Each replica's readiness (its /health/ready, asked now): {"ready", "total", "replicas": {name: bool}}."""
-    ready = supervise.ready_replicas(load_registry(configuration), service)
+    ready = ready_replicas(Lab.of(configuration).registry, service)
     return {"service": service, "ready": sum(ready.values()), "total": len(ready), "replicas": ready}
 
 
@@ -59,9 +66,8 @@ def service_ready(service: str, min_ready: int | None = None, configuration: Con
 
 def lab_ready(configuration: Configuration = None) -> bool:
     """Every replica of every service ready, and the broker serving."""
-    reg = load_registry(configuration)
-    return supervise.broker_serving(reg) and all(
-        all(supervise.ready_replicas(reg, s).values()) for s in reg["services"])
+    reg = Lab.of(configuration).registry
+    return _broker_serving(reg) and all_ready(reg)
 
 
 def time_to_recover(service: str, timeout_s: float = 30.0, min_ready: int | None = None,
@@ -69,20 +75,21 @@ def time_to_recover(service: str, timeout_s: float = 30.0, min_ready: int | None
     """Wait until the service has `min_ready` (default: all) replicas ready again; seconds from the fault.
     Raises when it does not recover within `timeout_s`."""
     started_wall = time.time()
-    total = len(replicas(load_registry(configuration), service))
+    total = len(Lab.of(configuration).replicas(service))
     wanted = total if min_ready is None else int(min_ready)
 
     def recovered() -> bool:
         # Asked afresh each time: in compose a restarted container is found by DNS again, maybe at a new address.
-        return sum(supervise.ready_replicas(load_registry(configuration), service).values()) >= wanted
+        return sum(ready_replicas(Lab.of(configuration).registry, service).values()) >= wanted
 
-    supervise.wait_until(recovered, timeout_s, f"{wanted} ready replica(s) of {service}")
+    with activity_errors():
+        faults.wait_until(recovered, timeout_s, f"{wanted} ready replica(s) of {service}")
     return _measure("time_to_recover", _since_recovery(started_wall), service=service, ready=wanted)
 
 
 def broker_serving(configuration: Configuration = None) -> bool:
     """The lab's RabbitMQ takes AMQP connections and serves its metrics."""
-    return supervise.broker_serving(load_registry(configuration))
+    return _broker_serving(Lab.of(configuration).registry)
 
 
 # -- Prometheus ------------------------------------------------------------------------------------------------
@@ -90,12 +97,13 @@ def broker_serving(configuration: Configuration = None) -> bool:
 def prometheus_url(configuration: Configuration = None) -> str:
     """The lab's Prometheus, for a dynamic configuration entry: chaostoolkit-prometheus reads
     `prometheus_base_url` from the configuration, and this fills it from the registry."""
-    return str(load_registry(configuration)["prometheus_url"])
+    return str(Lab.of(configuration).registry["prometheus_url"])
 
 
 def error_ratio(service: str, window: str = DEFAULT_WINDOW, configuration: Configuration = None) -> float:
     """Share of the service's requests that failed server-side over `window` (0.0 without traffic)."""
-    value = prom.scalar(load_registry(configuration), prom.error_ratio_query(service, window), empty=0.0)
+    with activity_errors():
+        value = Lab.of(configuration).prometheus.scalar(slos.error_ratio(service, window), empty=0.0)
     return round(float(value or 0.0), 6)
 
 
@@ -104,10 +112,11 @@ def wait_for_error_ratio(service: str = "gateway", max_ratio: float = 0.01, wind
     """Wait until the service's error ratio over `window` is back under `max_ratio`: the end of an outage as
     clients see it, and what a hypothesis over the same window needs before it is checked again.
     Measures time_to_steady from the undoing of the fault. Raises on timeout."""
-    reg = load_registry(configuration)
+    prom = Lab.of(configuration).prometheus
     started_wall = time.time()
-    query = prom.error_ratio_query(service, window)
-    found, _ = prom.wait_for(lambda: (prom.scalar(reg, query, empty=0.0) or 0.0) <= float(max_ratio), timeout_s)
+    query = slos.error_ratio(service, window)
+    with activity_errors():
+        found, _ = poll(lambda: (prom.scalar(query, empty=0.0) or 0.0) <= float(max_ratio), timeout_s, 1.0)
     if not found:
         raise ActivityFailed(f"{service}'s error ratio over {window} stayed above {max_ratio} for {timeout_s:g} s")
     return _measure("time_to_steady", _since_recovery(started_wall), service=service)
@@ -117,7 +126,9 @@ def latency_percentile(service: str, quantile: float = 0.99, window: str = DEFAU
                        max_s: float | None = None, configuration: Configuration = None) -> float:
     """The service's latency quantile over `window` in seconds (0.0 without traffic). With `max_s`, raise
     when it is above (an expectation for a method)."""
-    value = prom.scalar(load_registry(configuration), prom.latency_query(service, quantile, window), empty=0.0)
+    with activity_errors():
+        value = Lab.of(configuration).prometheus.scalar(slos.latency_quantile(service, quantile, window),
+                                                        empty=0.0)
     seconds = round(float(value or 0.0), 4)
     if max_s is not None and seconds > max_s:
         raise ActivityFailed(f"{service} p{quantile * 100:g} over {window} is {seconds} s, above {max_s} s")
@@ -126,7 +137,9 @@ def latency_percentile(service: str, quantile: float = 0.99, window: str = DEFAU
 
 def burn_rate(service: str, window: str = "10s", configuration: Configuration = None) -> float:
     """How fast the service spends its availability error budget over `window` (1 = exactly on budget)."""
-    value = prom.scalar(load_registry(configuration), prom.burn_rate_query(service, window), empty=0.0)
+    with activity_errors():
+        value = Lab.of(configuration).prometheus.scalar(slos.slo(service, "availability").burn_rate(window),
+                                                        empty=0.0)
     return round(float(value or 0.0), 3)
 
 
@@ -138,8 +151,9 @@ def error_budget_burn_ok(service: str, max_burn_rate: float, window: str = "10s"
 
 def breaker_state(service: str = "orders", upstream: str = "payments", configuration: Configuration = None) -> str:
     """The worst circuit breaker state of the service's replicas towards `upstream`, as scraped now."""
-    value = prom.scalar(load_registry(configuration),
-                        f'max(circuit_breaker_state{{service="{service}", upstream="{upstream}"}})')
+    with activity_errors():
+        value = Lab.of(configuration).prometheus.scalar(
+            f'max(circuit_breaker_state{{service="{service}", upstream="{upstream}"}})')
     return "unknown" if value is None else BREAKER_STATES.get(int(value), "unknown")
 
 
@@ -147,37 +161,50 @@ def wait_for_breaker(state: str = "open", service: str = "orders", upstream: str
                      timeout_s: float = 30.0, configuration: Configuration = None) -> dict[str, Any]:
     """Wait until a replica's breaker is `state` ("open": seen open at least once; "closed": closed on every
     replica). An open breaker turns half-open every reset period, so "open" is looked for over 10 s."""
-    reg = load_registry(configuration)
+    prom = Lab.of(configuration).prometheus
     started_wall = time.time()
     if state == "open":
         expr = f'max(max_over_time(circuit_breaker_state{{service="{service}", upstream="{upstream}"}}[10s])) == 2'
     else:
         wanted = {v: k for k, v in BREAKER_STATES.items()}[state]
         expr = f'max(circuit_breaker_state{{service="{service}", upstream="{upstream}"}}) == {wanted}'
-    found, _ = prom.wait_for(lambda: prom.query(reg, expr), timeout_s)
+    with activity_errors():
+        found, _ = poll(lambda: prom.query(expr), timeout_s, 1.0)
     if not found:
         raise ActivityFailed(f"the {service} -> {upstream} breaker was not {state} within {timeout_s:g} s")
     seconds = _since_fault(started_wall) if state == "open" else _since_recovery(started_wall)
     return _measure(f"breaker_{state}", seconds, service=service, upstream=upstream)
 
 
+def _received(reg: dict[str, Any], alert: str | None, status: str | None, since: float,
+              labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every alert the lab's webhook receiver got after `since`: {"alert", "status", "labels", "received_at",
+    "delay_s"}."""
+    with activity_errors():
+        seen = webhook.events(webhook.notifications(reg["webhook_url"], since))
+    return [{"alert": e.name, "status": e.status, "labels": e.labels, "received_at": e.received_at,
+             "delay_s": round(e.received_at - since, 3)} for e in seen if e.matches(alert, labels, status)]
+
+
 # -- alerts ----------------------------------------------------------------------------------------------------
 
 def alert_state(alert: str, labels: dict[str, str] | None = None, configuration: Configuration = None) -> str:
     """"firing", "pending" or "inactive" in Prometheus now."""
-    return prom.alert_state(load_registry(configuration), alert, labels)
+    with activity_errors():
+        return Lab.of(configuration).prometheus.alert_state(alert, labels)
 
 
 def wait_for_alert(alert: str, state: str = "firing", timeout_s: float = 60.0, labels: dict[str, str] | None = None,
                    configuration: Configuration = None) -> dict[str, Any]:
     """Wait until the alert is `state` in Prometheus ("firing", or "inactive" once resolved).
     Measures time_to_detect (firing) or time_to_resolve, from the last fault. Raises on timeout."""
-    reg = load_registry(configuration)
+    prom = Lab.of(configuration).prometheus
     started_wall = time.time()
-    found, _ = prom.wait_for(lambda: prom.alert_state(reg, alert, labels) == state, timeout_s)
-    if not found:
-        raise ActivityFailed(f"alert {alert} was not {state} within {timeout_s:g} s "
-                             f"(now {prom.alert_state(reg, alert, labels)})")
+    with activity_errors():
+        found, _ = poll(lambda: prom.alert_state(alert, labels) == state, timeout_s, 1.0)
+        if not found:
+            raise ActivityFailed(f"alert {alert} was not {state} within {timeout_s:g} s "
+                                 f"(now {prom.alert_state(alert, labels)})")
     if state == "firing":
         return _measure("time_to_detect", _since_fault(started_wall), alert=alert)
     return _measure("time_to_resolve" if state == "inactive" else f"time_to_{state}",
@@ -189,7 +216,7 @@ def alert_notifications(alert: str | None = None, status: str | None = None, sin
     """Alerts the lab's webhook receiver got from Alertmanager since `since` (unix time, a mark name, or by
     default the last fault): [{"alert", "status", "labels", "received_at", "delay_s"}]."""
     start = marks.since(since, 0.0)
-    return prom.received(load_registry(configuration), alert, status, start, labels)
+    return _received(Lab.of(configuration).registry, alert, status, start, labels)
 
 
 def wait_for_notification(alert: str, status: str = "firing", timeout_s: float = 60.0,
@@ -197,9 +224,9 @@ def wait_for_notification(alert: str, status: str = "firing", timeout_s: float =
                           configuration: Configuration = None) -> dict[str, Any]:
     """Wait until Alertmanager notified the webhook of `alert` in `status` since the last fault (or `since`).
     Measures time_to_notify (firing) or time_to_notify_resolved, from that moment. Raises on timeout."""
-    reg = load_registry(configuration)
+    reg = Lab.of(configuration).registry
     start = marks.since(since, time.time())
-    found, _ = prom.wait_for(lambda: prom.received(reg, alert, status, start, labels), timeout_s)
+    found, _ = poll(lambda: _received(reg, alert, status, start, labels), timeout_s, 1.0)
     if not found:
         raise ActivityFailed(f"no {status} notification of {alert} within {timeout_s:g} s")
     suffix = "" if status == "firing" else f"_{status}"
@@ -218,40 +245,50 @@ def _expect(what: str, result: dict[str, Any], expect_status: int | list[int] | 
     return result
 
 
+def _place(lab: Lab, timeout_s: float) -> dict[str, Any]:
+    with activity_errors():
+        return lab.customer.call(lambda customer: customer.place_order(timeout_s=timeout_s))
+
+
 def customer_session(configuration: Configuration = None) -> dict[str, Any]:
     """Log the probe customer in now (registering it on first use) and keep the token for later probes."""
-    shop.token(load_registry(configuration), fresh=True)
+    with activity_errors():
+        Lab.of(configuration).customer.customer(fresh=True)
     return {"logged_in": True}
 
 
 def customer_login(expect_status: int | list[int] | None = None, max_seconds: float | None = None,
                    timeout_s: float = 10.0, configuration: Configuration = None) -> dict[str, Any]:
     """POST /api/auth/login as the probe customer: {"status", "seconds"} (raises on an unexpected answer)."""
-    reg = load_registry(configuration)
-    shop.token(reg)  # make sure the account exists while auth can still answer
-    return _expect("login", shop.customer_login(reg, timeout_s), expect_status, max_seconds)
+    probe = Lab.of(configuration).customer
+    with activity_errors():
+        probe.customer()  # make sure the account exists while auth can still answer
+    creds = probe.credentials()
+    result = shop.timed(lambda: probe.client.login(creds["email"], creds["password"], timeout_s=timeout_s))
+    return _expect("login", result, expect_status, max_seconds)
 
 
 def call_api(path: str = "/api/users/me", expect_status: int | list[int] | None = None,
              max_seconds: float | None = None, timeout_s: float = 10.0,
              configuration: Configuration = None) -> dict[str, Any]:
     """GET a gateway path with the probe customer's token: {"status", "seconds"}."""
-    return _expect(f"GET {path}", shop.get(load_registry(configuration), path, timeout_s), expect_status, max_seconds)
+    with activity_errors():
+        result = Lab.of(configuration).customer.call(lambda customer: customer.get(path, timeout_s=timeout_s))
+    return _expect(f"GET {path}", result, expect_status, max_seconds)
 
 
 def place_order(expect_status: int | list[int] | None = None, max_seconds: float | None = None,
                 timeout_s: float = 15.0, configuration: Configuration = None) -> dict[str, Any]:
     """Place one order through the gateway: {"status", "seconds"}; with `expect_status` / `max_seconds`, raise
     when the answer differs or is slower (e.g. fail fast with 503 instead of hanging)."""
-    return _expect("POST /api/orders", shop.place_order(load_registry(configuration), timeout_s), expect_status,
-                   max_seconds)
+    return _expect(f"POST {shop.ORDERS}", _place(Lab.of(configuration), timeout_s), expect_status, max_seconds)
 
 
 def place_orders(count: int = 5, expect_status: int | list[int] | None = 201, max_seconds: float | None = None,
                  timeout_s: float = 15.0, configuration: Configuration = None) -> dict[str, Any]:
     """Place `count` orders one after the other; raise at the first unexpected answer."""
-    reg = load_registry(configuration)
-    results = [_expect("POST /api/orders", shop.place_order(reg, timeout_s), expect_status, max_seconds)
+    lab = Lab.of(configuration)
+    results = [_expect(f"POST {shop.ORDERS}", _place(lab, timeout_s), expect_status, max_seconds)
                for _ in range(int(count))]
     return {"count": len(results), "statuses": sorted({r["status"] for r in results}),
             "max_seconds": max(r["seconds"] for r in results) if results else 0.0}
@@ -259,38 +296,13 @@ def place_orders(count: int = 5, expect_status: int | list[int] | None = 201, ma
 
 # -- data --------------------------------------------------------------------------------------------------------
 
-def _audit_of(reg: dict[str, Any], service: str) -> dict[str, Any]:
-    """A service's audit from the first replica that answers (replicas share their service's database)."""
-    failures = []
-    for replica in replicas(reg, service):
-        try:
-            return admin.audit(reg, replica)
-        except ActivityFailed as exc:
-            failures.append(str(exc))
-    raise ActivityFailed("; ".join(failures) or f"{service} has no replica to audit")
-
-
-def _audit_once(reg: dict[str, Any], settle_s: float) -> dict[str, Any]:
-    views = {s: _audit_of(reg, s) for s in ("orders", "payments", "notifications")}
-    return audit_views(views["orders"], views["payments"], views["notifications"], now=time.time(),
-                       settle_s=settle_s)
-
-
 def data_audit(settle_s: float = 10.0, timeout_s: float = 60.0, raise_on_failure: bool = False,
                configuration: Configuration = None) -> dict[str, Any]:
     """Every acknowledged order has its payment and its notification, none duplicated (each service's
     /admin/audit). Orders younger than `settle_s` may still be in flight; the audit is repeated until it holds
     or `timeout_s` passed. Returns the report ({"ok": bool, counts...}); with `raise_on_failure`, raises."""
-    reg = load_registry(configuration)
-    started = time.monotonic()
-    while True:
-        report = _audit_once(reg, settle_s)
-        if report["ok"] and report["in_flight"] == 0 and report["outbox_unsent"] == 0:
-            break
-        if time.monotonic() - started > timeout_s:
-            break
-        time.sleep(1.0)
-    report["waited_s"] = round(time.monotonic() - started, 3)
+    with activity_errors():
+        report = audit.data_audit(Lab.of(configuration).registry, settle_s, timeout_s)
     if raise_on_failure and not report["ok"]:
         raise ActivityFailed(f"data audit failed: {report}")
     return report
@@ -298,20 +310,22 @@ def data_audit(settle_s: float = 10.0, timeout_s: float = 60.0, raise_on_failure
 
 def outbox_backlog(configuration: Configuration = None) -> int:
     """Order events written but not yet confirmed by the broker (orders' /admin/audit)."""
-    return int(_audit_of(load_registry(configuration), "orders").get("unsent", 0))
+    lab = Lab.of(configuration)
+    with activity_errors():
+        return int(lab.admin.service_audit(lab.registry, "orders").get("unsent", 0))
 
 
-def queue_messages(queue: str = "notifications.dead-letter", configuration: Configuration = None) -> int:
+def queue_messages(queue: str = contract.DEAD_LETTER_QUEUE, configuration: Configuration = None) -> int:
     """Messages ready in a queue, asked of the broker now."""
-    return broker.queue_messages(load_registry(configuration), queue)
+    return broker.queue_messages(Lab.of(configuration).registry, queue)
 
 
-def wait_for_queue_messages(queue: str = "notifications.dead-letter", min_messages: int = 1,
+def wait_for_queue_messages(queue: str = contract.DEAD_LETTER_QUEUE, min_messages: int = 1,
                             timeout_s: float = 30.0, configuration: Configuration = None) -> dict[str, Any]:
     """Wait until `queue` holds at least `min_messages`; raises on timeout."""
-    reg = load_registry(configuration)
+    reg = Lab.of(configuration).registry
     started_wall = time.time()
-    found, _ = prom.wait_for(lambda: broker.queue_messages(reg, queue) >= min_messages, timeout_s, 0.5)
+    found, _ = poll(lambda: broker.queue_messages(reg, queue) >= min_messages, timeout_s, 0.5)
     if not found:
         raise ActivityFailed(f"{queue} did not reach {min_messages} message(s) within {timeout_s:g} s")
     return _measure("time_to_queue", _since_fault(started_wall), queue=queue)
@@ -319,8 +333,8 @@ def wait_for_queue_messages(queue: str = "notifications.dead-letter", min_messag
 
 def active_faults(service: str | None = None, configuration: Configuration = None) -> int:
     """How many in-service faults are active across the replicas (of one service, or all)."""
-    reg = load_registry(configuration)
-    listed = admin.list_faults(reg, admin.all_replicas(reg, [service] if service else None))
+    lab = Lab.of(configuration)
+    listed = lab.admin.list_faults(replicas_of(lab.registry, [service] if service else None))
     return sum(len(r.get("faults", [])) for r in listed)
 
 
@@ -329,8 +343,9 @@ def wait_for_faults_expired(service: str | None = None, timeout_s: float = 60.0,
     """Wait until no in-service fault is active any more (their TTL ran out); raises on timeout.
     Measures fault_duration from the injection: what a forgotten fault would have cost at most."""
     started_wall = time.time()
-    supervise.wait_until(lambda: active_faults(service, configuration) == 0, float(timeout_s) + 5.0,
-                         "every fault expired", interval_s=0.5)
+    with activity_errors():
+        faults.wait_until(lambda: active_faults(service, configuration) == 0, float(timeout_s) + 5.0,
+                          "every fault expired", interval_s=0.5)
     marks.mark("recovery")
     return _measure("fault_duration", _since_fault(started_wall), service=service)
 

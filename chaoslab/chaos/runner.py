@@ -16,15 +16,15 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaoslab.chaos import actions, admin, load, supervise
-from chaoslab.chaos.registry import STATE_KEY, load_registry
+from chaoslab.chaos.lab import STATE_KEY
 from chaoslab.chaos.verdict import Verdict, compute
+from chaoslab.lab import faults, registry
+from chaoslab.lab.paths import DEFAULT_RUNS_DIR, new_run_dir
+from chaoslab.load.background import BackgroundLoad
 
-RUNS_DIR = Path("runs")
 # chaosaddons logs this (and nothing in the journal) when a safeguard stops a run
 SAFEGUARD_LINE = re.compile(r"Safeguard '([^']+)' triggered the end of the experiment")
 
@@ -33,7 +33,7 @@ SAFEGUARD_LINE = re.compile(r"Safeguard '([^']+)' triggered the end of the exper
 class RunOptions:
     experiment: Path
     state_dir: Path
-    runs_dir: Path = RUNS_DIR
+    runs_dir: Path = DEFAULT_RUNS_DIR
     load: str | None = None
     load_rate: float = 8.0
     warmup_s: float = 10.0  # traffic before the hypothesis, so its windows hold requests
@@ -56,16 +56,9 @@ def chaos_bin() -> str:
     return str(candidate) if candidate.exists() else "chaos"
 
 
-def new_run_dir(runs_dir: Path, experiment: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = runs_dir / f"{stamp}-chaos-{experiment.stem}"
-    path.mkdir(parents=True, exist_ok=False)
-    return path.resolve()
-
-
 def lab_configuration(state_dir: Path, variables: dict[str, Any]) -> dict[str, Any]:
     """What every experiment gets: where the lab is (its state dir, and Prometheus for chaosprometheus)."""
-    reg = load_registry({STATE_KEY: str(state_dir)})
+    reg = registry.find(state_dir)
     return {STATE_KEY: str(state_dir), "prometheus_base_url": reg["prometheus_url"], **variables}
 
 
@@ -98,36 +91,28 @@ def _run_chaos(command: list[str], run_dir: Path, state_dir: Path, echo: bool) -
             raise
 
 
-def leftovers(state_dir: Path) -> dict[str, list[str]]:
-    """Whatever a fault could have left behind: active in-service faults, paused or stopped programs."""
-    config = {STATE_KEY: str(state_dir)}
-    reg = load_registry(config)
-    sv = supervise.supervisor(config)
-    faults = [f"{r['replica']}:{f['kind']}:{f['id']}" for r in admin.list_faults(reg, admin.all_replicas(reg))
-              for f in r.get("faults", [])]
-    procs = supervise.process_faults(sv)
-    paused, stopped = procs["paused"], procs["stopped"]
-    return {k: v for k, v in {"faults": faults, "paused": paused, "stopped": stopped}.items() if v}
-
-
 def run(opts: RunOptions) -> RunResult:
     state_dir = opts.state_dir.resolve()
     config = lab_configuration(state_dir, opts.variables)  # fails early when no lab runs there
-    run_dir = new_run_dir(opts.runs_dir, opts.experiment)
+    run_dir = new_run_dir(opts.runs_dir, "chaos", opts.experiment.stem)
     (run_dir / "vars.json").write_text(json.dumps({"configuration": config}, indent=2) + "\n")
     (run_dir / "settings.yaml").write_text("{}\n")  # not the user's ~/.chaostoolkit settings
 
-    stream = load.start(opts.load, state_dir, run_dir, opts.load_rate) if opts.load else None
+    load = BackgroundLoad(opts.load, state_dir, run_dir, rate=opts.load_rate) if opts.load else None
     try:
-        if stream is not None and opts.warmup_s > 0:
-            time.sleep(opts.warmup_s)
+        if load is not None:
+            load.start()
+            if opts.warmup_s > 0:
+                time.sleep(opts.warmup_s)
         code = _run_chaos(chaos_command(opts.experiment, run_dir), run_dir, state_dir, opts.echo)
     finally:
-        if stream is not None:
-            stream.stop()
-        left = leftovers(state_dir)
+        if load is not None:
+            load.stop()
+        reg = registry.find(state_dir)
+        sv = faults.supervisor_of(state_dir)
+        left = faults.leftovers(reg, sv)
         if left:
-            actions.restore_lab(configuration={STATE_KEY: str(state_dir)})
+            faults.restore(reg, sv)
 
     verdict = judge(run_dir / "journal.json")
     for name in safeguards_triggered(run_dir / "chaostoolkit.log"):
@@ -137,7 +122,7 @@ def run(opts: RunOptions) -> RunResult:
         verdict.failures.append("left behind after the rollbacks (now undone): "
                                 + "; ".join(f"{k}: {', '.join(v)}" for k, v in left.items()))
         verdict.passed = False
-    summary = load.summary(stream) if stream is not None else None
+    summary = load.summary() if load is not None else None
     result = RunResult(run_dir, code, verdict, summary, left)
     (run_dir / "verdict.json").write_text(json.dumps(
         {"chaos_exit_code": code, "load": summary, "leftovers": left, **verdict.to_json()}, indent=2) + "\n")

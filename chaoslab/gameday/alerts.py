@@ -8,21 +8,10 @@ evaluation, `for:`, Alertmanager's group_wait): what an on-call person would hav
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from chaoslab.gameday.journal import FaultWindow
 from chaoslab.gameday.plan import AlertSpec
-
-
-@dataclass(frozen=True)
-class AlertEvent:
-    name: str
-    labels: dict[str, str]
-    status: str  # "firing" or "resolved"
-    received_at: float
-    starts_at: float | None  # when Prometheus fired it (Alertmanager's startsAt)
-    fingerprint: str
+from chaoslab.lab.webhook import AlertEvent
 
 
 @dataclass(frozen=True)
@@ -47,34 +36,12 @@ class AlertOutcome:
     time_to_resolve_s: float | None = None  # fault undone -> resolved notification received
 
 
-def _ts(text: str | None) -> float | None:
-    if not text or text.startswith("0001-"):
-        return None  # Alertmanager's zero time: not set
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def events(notifications: list[dict[str, Any]]) -> list[AlertEvent]:
-    """One event per alert per notification, oldest first."""
-    out = []
-    for note in notifications:
-        at = float(note.get("received_at", 0.0))
-        for item in note.get("alerts", []):
-            labels = dict(item.get("labels", {}))
-            out.append(AlertEvent(labels.get("alertname", "?"), labels, str(item.get("status", "?")), at,
-                                  _ts(item.get("startsAt")), str(item.get("fingerprint", ""))))
-    return sorted(out, key=lambda e: e.received_at)
-
-
-def _matches(event: AlertEvent, name: str, labels: dict[str, str]) -> bool:
-    return event.name == name and all(event.labels.get(k) == v for k, v in labels.items())
-
-
 def outcome(spec: AlertSpec, seen: list[AlertEvent], window: FaultWindow | None) -> AlertOutcome:
     """What the expected alert did after the fault's injection (nothing measured without a fault window)."""
     result = AlertOutcome(spec.key, spec.name, dict(spec.labels))
     if window is None:
         return result
-    mine = [e for e in seen if _matches(e, spec.name, spec.labels) and e.received_at >= window.start]
+    mine = [e for e in seen if e.matches(spec.name, spec.labels) and e.received_at >= window.start]
     firing = next((e for e in mine if e.status == "firing"), None)
     if firing is None:
         return result

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaoslab.gameday import panels, promql, svg
+from chaoslab.clients.prometheus import Prometheus, PrometheusError
+from chaoslab.gameday import panels, svg
 
 POINTS_PER_CHART = 300
 MIN_STEP_S = 2.0  # the lab's scrape interval: a finer step draws the same sample twice
@@ -73,9 +74,9 @@ def build(spec: ChartSpec, prometheus: str, start: float, end: float, windows: l
     chart = Chart(spec.section, panel.title, f"dashboards/{board.filename}", panel.unit, [q.expr for q in queries])
     try:
         for query in queries:
-            for series in promql.query_range(prometheus, query.expr, start, end, step):
+            for series in Prometheus(prometheus, timeout_s=15.0).query_range(query.expr, start, end, step):
                 chart.lines.append(svg.Line(panels.legend(query.legend, series.labels), series.points))
-    except promql.PromError as exc:
+    except PrometheusError as exc:
         chart.error = str(exc)
     chart.lines.sort(key=lambda line: line.name)
     for i, line in enumerate(chart.lines):

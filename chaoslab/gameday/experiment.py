@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaoslab.gameday import alerts, measure, promql, verdicts
+from chaoslab.clients.prometheus import Prometheus
+from chaoslab.gameday import alerts, measure, verdicts
 from chaoslab.gameday.evidence import TraceEvidence
 from chaoslab.gameday.journal import Activity, FaultWindow, activities, fault_window
 from chaoslab.gameday.plan import ExperimentSpec
+from chaoslab.lab import faults, webhook
+from chaoslab.lab.audit import data_audit
 
 POLL_S = 2.0
 AUDIT_SETTLE_S = 10.0  # orders younger than this may still wait for their notification: in flight, not lost
@@ -69,7 +72,6 @@ class Context:
     state_dir: Path
     runs_dir: Path  # where the chaos runner makes the experiment's run dir
     registry: dict[str, Any]
-    config: dict[str, str]  # the chaos extension's configuration (the lab's state dir)
 
 
 def _declared(journal: dict[str, Any]) -> dict[str, int]:
@@ -85,17 +87,15 @@ def _read_journal(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _notified(webhook: str, since: float) -> list[alerts.AlertEvent]:
-    from chaoslab.chaos import prom
-
-    return alerts.events(prom.notifications({"webhook_url": webhook}, since))
+def _notified(webhook_url: str, since: float) -> list[webhook.AlertEvent]:
+    return webhook.events(webhook.notifications(webhook_url, since))
 
 
 def _paging(prometheus: str) -> list[str]:
     """Page-severity alerts firing now: what would make the next experiment start from a degraded lab.
     Tickets (slow burns over long windows, an open breaker's tail) may fire on for minutes; they do not wait."""
     return sorted({f"{a['labels'].get('alertname')}{{{alerts.label_text(a['labels'])}}}"
-                   for a in promql.alerts(prometheus)
+                   for a in Prometheus(prometheus).alerts()
                    if a.get("state") == "firing" and a["labels"].get("severity") == PAGE})
 
 
@@ -123,7 +123,6 @@ def settle(result: ExperimentResult, ctx: Context, quiet: bool, sleep: Callable[
 def run(index: int, spec: ExperimentSpec, ctx: Context, last: bool = False) -> ExperimentResult:
     """Run and judge one experiment. Any failure of the gameday itself becomes a failed verdict, never a crash:
     the next experiment still runs (after the lab is restored)."""
-    from chaoslab.chaos import actions
     from chaoslab.chaos.experiments import resolve
     from chaoslab.chaos.runner import RunOptions
     from chaoslab.chaos.runner import run as chaos_run
@@ -149,7 +148,7 @@ def run(index: int, spec: ExperimentSpec, ctx: Context, last: bool = False) -> E
         result.error = f"{exc.__class__.__name__}: {exc}"
         result.verdicts.append(verdicts.Verdict(spec.name, "gameday", False, detail=result.error))
         try:
-            actions.restore_lab(configuration=ctx.config)
+            faults.restore(ctx.registry, faults.supervisor_of(ctx.state_dir))
         except Exception as again:  # noqa: BLE001
             result.error += f"; restoring the lab failed too: {again}"
     result.ended = time.time()
@@ -172,10 +171,7 @@ def _measure(result: ExperimentResult, ctx: Context, quiet: bool) -> None:
         start, end = result.evidence_window or (window.start, window.end)
         result.client = measure.client_view(prometheus, start, end)
     if spec.data_audit:
-        from chaoslab.chaos import probes
-
-        result.audit = probes.data_audit(settle_s=AUDIT_SETTLE_S, timeout_s=AUDIT_TIMEOUT_S,
-                                         configuration=ctx.config)
+        result.audit = data_audit(ctx.registry, settle_s=AUDIT_SETTLE_S, timeout_s=AUDIT_TIMEOUT_S)
     name = spec.name
     result.verdicts += verdicts.alert_verdicts(name, spec, result.alerts)
     result.verdicts.append(verdicts.recovery_verdict(name, spec, window, result.recovery))

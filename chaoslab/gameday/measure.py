@@ -15,12 +15,14 @@ import math
 import time
 from dataclasses import dataclass
 
-from chaoslab.gameday import panels, promql
+from chaoslab.clients.prometheus import Prometheus, Series
+from chaoslab.gameday import panels
 from chaoslab.gameday.journal import FaultWindow
 from chaoslab.gameday.plan import SteadySpec
 from chaoslab.observability import slos
 
 SCRAPE_S = 2.0
+PROMETHEUS_TIMEOUT_S = 15.0  # range queries over a whole gameday take a while on a busy machine
 MIN_CLIENT_WINDOW_S = 10.0  # an instant fault (a SIGKILL) is judged on what clients saw right after it
 LOADTEST = "chaoslab-loadtest"
 TARGETS_UP = f'min(up{{job=~"{slos.SERVICE_JOBS}|{slos.BROKER_JOB}"}})'
@@ -46,7 +48,7 @@ class ClientView:
     p99_s: float | None
 
 
-def _by_time(series: list[promql.Series], combine: str) -> dict[float, float]:
+def _by_time(series: list[Series], combine: str) -> dict[float, float]:
     out: dict[float, float] = {}
     for s in series:
         for t, v in s.points:
@@ -76,12 +78,13 @@ def time_to_recover(prometheus: str, window: FaultWindow, steady: SteadySpec, bo
                     poll_s: float = SCRAPE_S) -> Recovery:
     """Poll until the steady state holds again, or until the bound (plus its hold and a scrape) has passed."""
     errors_query = slos.http_error_ratio(steady.window, 'service="gateway"')
+    prom = Prometheus(prometheus, timeout_s=PROMETHEUS_TIMEOUT_S)
     deadline = window.end + bound_s + steady.hold_s + 2 * SCRAPE_S
     while True:
         now = time.time()
         end = min(now, deadline)
-        up = _by_time(promql.query_range(prometheus, TARGETS_UP, window.end, end, 1.0), "min")
-        errors = _by_time(promql.query_range(prometheus, errors_query, window.end, end, 1.0), "max")
+        up = _by_time(prom.query_range(TARGETS_UP, window.end, end, 1.0), "min")
+        errors = _by_time(prom.query_range(errors_query, window.end, end, 1.0), "max")
         at = first_steady(up, errors, window.end, steady.max_error_ratio, steady.hold_s)
         if at is not None:
             return Recovery(True, at, round(max(0.0, at - window.end), 3), end)
@@ -97,17 +100,18 @@ def _seconds(value: float) -> str:
 def client_view(prometheus: str, start: float, end: float) -> ClientView:
     end = max(end, start + MIN_CLIENT_WINDOW_S)
     window = _seconds(end - start)
+    prom = Prometheus(prometheus, timeout_s=PROMETHEUS_TIMEOUT_S)
     [ratio_q] = panels.queries(LOADTEST, "Failure ratio", window)
-    ratio = promql.query(prometheus, ratio_q.expr, at=end)
+    ratio = prom.query(ratio_q.expr, at=end)
     counts = {}
     for metric in ("locust_requests_total", "locust_failures_total"):
-        found = promql.query(prometheus, f"sum(increase({metric}[{window}]))", at=end)
-        counts[metric] = int(round(found[0][1])) if found else 0
+        found = prom.query(f"sum(increase({metric}[{window}]))", at=end)
+        counts[metric] = int(round(found[0].value)) if found else 0
     [latency_q] = panels.queries(LOADTEST, "Response time by endpoint", window)
     worst: dict[str, float] = {}
-    for series in promql.query_range(prometheus, latency_q.expr, start, end, SCRAPE_S):
+    for series in prom.query_range(latency_q.expr, start, end, SCRAPE_S):
         if series.labels.get("name") == "Aggregated" and series.points:
             worst[series.labels.get("quantile", "")] = max(v for _, v in series.points)
     return ClientView(start, end, counts["locust_requests_total"], counts["locust_failures_total"],
-                      round(ratio[0][1], 5) if ratio else None,
+                      round(ratio[0].value, 5) if ratio else None,
                       worst.get("0.5"), worst.get("0.95"), worst.get("0.99"))

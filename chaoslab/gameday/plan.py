@@ -215,10 +215,7 @@ def _experiment_problems(spec: ExperimentSpec) -> list[str]:
 def check(plan: Plan) -> list[str]:
     """Problems a schema cannot see: names that must exist in the project."""
     from chaoslab.lab.ports import SERVICES
-    from chaoslab.load.paths import use_loadtests
     from chaoslab.observability.alerts import alert_names
-
-    use_loadtests()
     from loadtests import scenarios
     from loadtests.thresholds import apply_overrides
 

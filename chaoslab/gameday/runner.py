@@ -15,18 +15,19 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 from rich.markup import escape
 
-from chaoslab.gameday import alerts, charts, evidence, experiment, grafana, junit, labctl, loadphase, report, scaling
+from chaoslab.errors import ChaoslabError, LoadError
+from chaoslab.gameday import alerts, charts, evidence, experiment, grafana, junit, loadphase, report, scaling
 from chaoslab.gameday.console import UI
 from chaoslab.gameday.plan import Plan
 from chaoslab.gameday.result import GamedayResult
 from chaoslab.gameday.verdicts import Verdict
-from chaoslab.lab.paths import LabPaths
+from chaoslab.lab import control, webhook
+from chaoslab.lab.paths import LabPaths, new_run_dir
 
 SLOWEST, FAILED = 2, 2  # requests shown per experiment, each with its waterfall and logs
 
@@ -41,24 +42,13 @@ class Options:
     grafana_token: str | None = None
 
 
-def new_run_dir(runs_dir: Path, plan: Plan) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = runs_dir / f"{stamp}-gameday-{plan.name}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = runs_dir / f"{stamp}-gameday-{plan.name}-{n}"
-    path.mkdir(parents=True)
-    return path.resolve()
-
-
 def run(plan: Plan, opts: Options, ui: UI) -> GamedayResult:
-    result = GamedayResult(plan, new_run_dir(opts.runs_dir, plan), time.time())
+    result = GamedayResult(plan, new_run_dir(opts.runs_dir, "gameday", plan.name), time.time())
     (result.run_dir / "plan.yaml").write_text(yaml.safe_dump(
         plan.model_dump(exclude={"source"}), sort_keys=False, width=120))
     ui.phase(f"gameday [bold]{plan.name}[/]: {len(plan.experiments)} experiment(s) under "
              f"{plan.load.scenario} load; run dir {result.run_dir}")
-    session: labctl.LabSession | None = None
+    session: control.Running | None = None
     try:
         session = _lab(plan, opts, ui, result)
         if session is not None:
@@ -70,26 +60,25 @@ def run(plan: Plan, opts: Options, ui: UI) -> GamedayResult:
         result.finished = time.time()
         if session is not None:
             _collect(result, session, opts, ui)  # before a --down: the lab's Prometheus holds the charts
-            for note in labctl.restore(session, opts.down):
+            for note in control.give_back(session, opts.down):
                 result.notes.append(note)
                 ui.note(note)
         write(result)
     return result
 
 
-def _lab(plan: Plan, opts: Options, ui: UI, result: GamedayResult) -> labctl.LabSession | None:
-    from chaoslib.exceptions import ActivityFailed
-
-    from chaoslab.errors import LabError
-
+def _lab(plan: Plan, opts: Options, ui: UI, result: GamedayResult) -> control.Running | None:
     ui.phase("making sure the lab is up" + (f" with {plan.lab.replicas}" if plan.lab.replicas else ""))
     try:
-        session = labctl.ensure(opts.state_dir, opts.base_port, dict(plan.lab.replicas))
-    except (LabError, ActivityFailed) as exc:  # could not start, or a running lab that cannot be made ready
+        session = control.ensure_running(opts.state_dir, opts.base_port, dict(plan.lab.replicas), restore=True)
+    except ChaoslabError as exc:  # could not start, or a running lab that cannot be made ready
         result.verdicts.append(Verdict("lab", "lab up and ready", False, detail=str(exc)))
         ui.note(f"[red]the lab is not usable[/]: {escape(str(exc))}")
         return None
-    result.lab = session.info()
+    result.lab = {"state_dir": str(session.state_dir), "base_port": session.registry.get("base_port"),
+                  "started_by_gameday": session.started, "startup_s": session.startup_s,
+                  "scaled_for_the_plan": session.scaled_from,
+                  "replicas": {s: len(v.get("replicas", [])) for s, v in session.registry["services"].items()}}
     ui.note(("started the lab" if session.started else "the lab was running") +
             f" in {session.state_dir} (base port {session.registry.get('base_port')})" +
             (f", {session.startup_s} s" if session.startup_s else "") +
@@ -99,7 +88,7 @@ def _lab(plan: Plan, opts: Options, ui: UI, result: GamedayResult) -> labctl.Lab
     return session
 
 
-def _drive(plan: Plan, opts: Options, ui: UI, result: GamedayResult, session: labctl.LabSession) -> None:
+def _drive(plan: Plan, opts: Options, ui: UI, result: GamedayResult, session: control.Running) -> None:
     spec = plan.load
     ui.phase(f"baseline load: {spec.scenario} for {spec.baseline_s:g} s")
     result.baseline = loadphase.baseline(spec, session.state_dir, result.run_dir / "load" / "baseline", ui.console)
@@ -108,18 +97,17 @@ def _drive(plan: Plan, opts: Options, ui: UI, result: GamedayResult, session: la
     result.verdicts.append(Verdict("baseline", "load thresholds", result.baseline.passed, detail=detail or
                                    f"{len((result.baseline.summary or {}).get('checks') or [])} checks held"))
     ui.verdicts([result.verdicts[-1]], "baseline")
-    background = loadphase.Background(spec, session.state_dir, result.run_dir / "load" / "experiments",
-                                      int(session.registry["base_port"]))
+    background = loadphase.Background(spec, session.state_dir, result.run_dir / "load" / "experiments")
     ui.phase(f"load under the experiments: {spec.scenario} in the background")
     try:
         background.start()
-    except loadphase.LoadFailed as exc:
+    except LoadError as exc:
         result.verdicts.append(Verdict("load", "background load", False, detail=str(exc)))
         return
     result.background = background.phase
     try:
         ui.wait(spec.warmup_s, "warming up: users sign up, the hypothesis windows fill")
-        ctx = experiment.Context(session.state_dir, result.run_dir / "chaos", session.registry, session.config)
+        ctx = experiment.Context(session.state_dir, result.run_dir / "chaos", session.registry)
         for index, item in enumerate(plan.experiments):
             ui.phase(f"[{index + 1}/{len(plan.experiments)}] experiment [bold]{item.name}[/]")
             with ui.watching(ctx.runs_dir, item.name):
@@ -136,14 +124,12 @@ def _drive(plan: Plan, opts: Options, ui: UI, result: GamedayResult, session: la
         result.verdicts.append(verdict)
 
 
-def _collect(result: GamedayResult, session: labctl.LabSession, opts: Options, ui: UI) -> None:
+def _collect(result: GamedayResult, session: control.Running, opts: Options, ui: UI) -> None:
     """After the run: every alert notified, the requests behind each experiment's numbers, the charts, and the
     fault windows in Grafana."""
-    from chaoslab.chaos import prom
-
     ui.phase("collecting alerts, traces and dashboard charts for the report")
     try:
-        seen = alerts.events(prom.notifications(session.registry, result.started))
+        seen = webhook.events(webhook.notifications(session.registry["webhook_url"], result.started))
         result.alert_intervals = [i for i in alerts.intervals(seen) if i.fired_at >= result.started]
     except Exception as exc:  # noqa: BLE001 - the report says what is missing, the verdicts stand
         result.notes.append(f"alerts not collected: {exc}")

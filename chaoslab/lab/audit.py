@@ -4,13 +4,19 @@ Each service answers for its own data (GET /admin/audit, docs/design.md); the au
 orders (id, payment_id, event_id, created_at), payments (payment_id, order_ref) and notifications
 (event_id, notifications, duplicates). Events travel asynchronously, so an order younger than `settle_s`
 may not have its notification yet: it is counted as in flight, not as lost.
+
+`data_audit()` asks the lab's replicas (the admin API) and repeats the audit until it holds or its time is up;
+`audit_views()` is the judgement itself, on the three views.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import datetime
 from typing import Any
+
+from chaoslab.clients.admin import AdminClient
 
 MAX_LISTED = 20  # ids listed per problem in a report; the counts are always complete
 
@@ -70,4 +76,31 @@ def audit_views(orders: dict[str, Any], payments: dict[str, Any], notifications:
         report[name] = len(ids)
         if ids:
             report[f"{name}_ids"] = ids[:MAX_LISTED]
+    return report
+
+
+AUDITED = ("orders", "payments", "notifications")
+
+
+def audit_once(registry: dict[str, Any], settle_s: float) -> dict[str, Any]:
+    """The audit of the lab now (ClientError when a service's audit cannot be read)."""
+    admin = AdminClient.of(registry)
+    views = {s: admin.service_audit(registry, s) for s in AUDITED}
+    return audit_views(views["orders"], views["payments"], views["notifications"], now=time.time(),
+                       settle_s=settle_s)
+
+
+def data_audit(registry: dict[str, Any], settle_s: float = 10.0, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Every acknowledged order has its payment and its notification, none duplicated. Orders younger than
+    `settle_s` may still be in flight; the audit is repeated until it holds with nothing in flight and nothing
+    unsent, or `timeout_s` passed. The last report, with "waited_s"."""
+    started = time.monotonic()
+    while True:
+        report = audit_once(registry, settle_s)
+        if report["ok"] and report["in_flight"] == 0 and report["outbox_unsent"] == 0:
+            break
+        if time.monotonic() - started > timeout_s:
+            break
+        time.sleep(1.0)
+    report["waited_s"] = round(time.monotonic() - started, 3)
     return report

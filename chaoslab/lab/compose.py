@@ -30,9 +30,8 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from chaoslib.exceptions import ActivityFailed
-
-from chaoslab.lab.ports import GRPC_SERVICES, SERVICES
+from chaoslab.errors import LabError
+from services import contract
 
 MODE = "compose"
 TARGET_ENV = "CHAOSLAB_TARGET"
@@ -52,7 +51,7 @@ def dns_addresses(host: str, port: int) -> list[str]:
 def _setting(env: Mapping[str, str], name: str, default: str | None = None) -> str:
     value = env.get(name, default)
     if value is None or value == "":
-        raise ActivityFailed(f"{name} is not set: the compose chaos runner needs it (see compose/.env.example)")
+        raise LabError(f"{name} is not set: the compose chaos runner needs it (see compose/.env.example)")
     return value
 
 
@@ -61,9 +60,9 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         port = int(raw)
     except ValueError:
-        raise ActivityFailed(f"{name} must be a port number, not {raw!r}") from None
+        raise LabError(f"{name} must be a port number, not {raw!r}") from None
     if not 0 < port < 65536:
-        raise ActivityFailed(f"{name} must be a port number, not {raw!r}")
+        raise LabError(f"{name} must be a port number, not {raw!r}")
     return port
 
 
@@ -71,15 +70,15 @@ def compose_registry(env: Mapping[str, str] | None = None, resolve: Resolver | N
     """The registry of the compose stack as it is now (replicas found by `resolve`, DNS by default)."""
     env = os.environ if env is None else env
     resolve = resolve or dns_addresses
-    http_port = _port(env, "CHAOSLAB_HTTP_PORT", 8080)
-    admin_port = _port(env, "CHAOSLAB_ADMIN_PORT", 9090)
+    http_port = _port(env, "CHAOSLAB_HTTP_PORT", contract.CONTAINER_HTTP_PORT)
+    admin_port = _port(env, "CHAOSLAB_ADMIN_PORT", contract.CONTAINER_ADMIN_PORT)
     services: dict[str, Any] = {}
-    for service in SERVICES:
+    for service in contract.SERVICE_NAMES:
         # replica numbers follow address order, so that `payments-2` is the same container from one call to the next
         addresses = sorted(set(resolve(service, admin_port)), key=ipaddress.ip_address)
-        entry: dict[str, Any] = {"url": None if service in GRPC_SERVICES else f"http://{service}:{http_port}"}
-        if service in GRPC_SERVICES:
-            entry["grpc_addr"] = env.get("CHAOSLAB_PAYMENTS_GRPC_ADDR", f"{service}:50051")
+        entry: dict[str, Any] = {"url": None if service in contract.GRPC_SERVICES else f"http://{service}:{http_port}"}
+        if service in contract.GRPC_SERVICES:
+            entry["grpc_addr"] = env.get("CHAOSLAB_PAYMENTS_GRPC_ADDR", f"{service}:{contract.CONTAINER_GRPC_PORT}")
         entry["replicas"] = [
             {
                 "name": f"{service}-{n}",
@@ -112,9 +111,9 @@ def is_compose(reg: Mapping[str, Any]) -> bool:
     return reg.get("mode") == MODE
 
 
-def needs_process_control(what: str) -> ActivityFailed:
+def needs_process_control(what: str) -> LabError:
     """The error for a fault that needs to stop, start or pause containers."""
-    return ActivityFailed(
+    return LabError(
         f"{what} needs container control, which the compose chaos runner does not have (no Docker socket is "
         "mounted, on purpose). Run this experiment natively (`chaoslab chaos run`) or on Kubernetes (chaos/k8s/); "
         "in compose, kill_replica and the admin-API faults work."

@@ -1,4 +1,5 @@
-"""The lab's operations: up, down, scale, status. The CLI calls these and renders what they report."""
+"""The lab's operations: up, down, scale, env, status, and ensure_running (a lab to work with, started or reused)
+for the commands that need one (demo, gameday). The CLI calls these and renders what they report."""
 
 from __future__ import annotations
 
@@ -8,19 +9,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from chaoslab.errors import LabError
+from chaoslab.clients.prometheus import Prometheus
+from chaoslab.errors import ChaoslabError, LabError
 from chaoslab.lab.binaries import find_binaries
 from chaoslab.lab.lock import lab_lock
 from chaoslab.lab.paths import LabPaths
-from chaoslab.lab.ports import SERVICES
+from chaoslab.lab.ports import DEFAULT_BASE_PORT, SERVICES
 from chaoslab.lab.postgres import ensure_databases
 from chaoslab.lab.preflight import check_ports, check_services, preflight_up
-from chaoslab.lab.probes import http_json, http_ok, tcp_accepts
+from chaoslab.lab.probes import http_ok, tcp_accepts
 from chaoslab.lab.procs import describe, end_processes, lab_processes, wait_gone
 from chaoslab.lab.programs import Program, all_programs
 from chaoslab.lab.registry import build_registry, write_registry
 from chaoslab.lab.render import render_all, supervisord_conf, write_atomic, write_targets
-from chaoslab.lab.spec import LabSpec, existing_admin_token, load_spec, parse_env, parse_replicas
+from chaoslab.lab.spec import LabSpec, default_replicas, existing_admin_token, load_spec, parse_env, parse_replicas
 from chaoslab.lab.supervisor import Supervisor, start_supervisord, supervisord_pid
 
 DEFAULT_TIMEOUT_S = 180.0
@@ -323,7 +325,76 @@ def status(state_dir: str | Path) -> Status:
     write_registry(spec, registry)
     alerts = None
     if running:
-        answer = http_json(f"{registry['prometheus_url']}/api/v1/alerts")
-        if isinstance(answer, dict) and answer.get("status") == "success":
-            alerts = list(answer.get("data", {}).get("alerts", []))
+        try:
+            alerts = Prometheus(registry["prometheus_url"], timeout_s=3.0).alerts()
+        except ChaoslabError:
+            alerts = None  # Prometheus does not answer: the status says so
     return Status(spec=spec, running=running, registry=registry, processes=processes, alerts=alerts)
+
+
+# --- a lab to work with ----------------------------------------------------------------------------------
+
+def is_running(state_dir: str | Path) -> bool:
+    paths = LabPaths.of(state_dir)
+    return paths.lab_json.exists() and Supervisor(paths).is_running()
+
+
+@dataclass
+class Running:
+    """A lab that ensure_running() found or started, and what it changed to make it fit."""
+
+    state_dir: Path
+    registry: dict[str, Any]
+    started: bool  # it was started for this (else it was running already)
+    scaled_from: dict[str, int] = field(default_factory=dict)  # replicas to go back to afterwards
+    startup_s: float | None = None
+
+
+def ensure_running(state_dir: str | Path, base_port: int | None, wanted: dict[str, int] | None = None, *,
+                   restore: bool = False, reporter: Reporter | None = None) -> Running:
+    """A running, ready lab with at least `wanted` replicas per service: the one running in `state_dir`
+    (scaled up where it has fewer), else one started there (with the ports, overrides and database of the lab
+    that ran there before, if any; `base_port` when given, else that lab's, else the default). With `restore`,
+    whatever an interrupted run left behind (faults, paused or stopped programs) is undone first."""
+    from chaoslab.lab import faults  # the fault machinery needs the clients; `up` and `down` do not
+
+    wanted = dict(wanted or {})
+    paths = LabPaths.of(state_dir)
+    if is_running(state_dir):
+        current = status(state_dir)
+        have = {s: len(v.get("replicas", [])) for s, v in current.registry["services"].items()}
+        short = {s: n for s, n in wanted.items() if have.get(s, 0) < n}
+        running = Running(paths.state, current.registry, started=False)
+        if short:
+            result = scale(state_dir, [f"{s}={n}" for s, n in short.items()], reporter=reporter)
+            running.scaled_from = {s: have.get(s, 0) for s in short}
+            running.registry = result.registry
+        if restore:
+            faults.restore(running.registry, faults.supervisor_of(state_dir))
+        return running
+    started = time.monotonic()
+    if paths.lab_json.exists():
+        spec = load_spec(state_dir)
+        replicas = {s: max(n, wanted.get(s, 0)) for s, n in spec.replicas.items()}
+        registry = up(state_dir, base_port or spec.base_port, replicas,
+                      database_url_template=spec.database_url_template, env=spec.env, reporter=reporter)
+    else:
+        replicas = {**default_replicas(), **{s: max(n, 1) for s, n in wanted.items()}}
+        registry = up(state_dir, base_port or DEFAULT_BASE_PORT, replicas, reporter=reporter)
+    return Running(paths.state, registry, started=True, startup_s=round(time.monotonic() - started, 1))
+
+
+def give_back(running: Running, down_after: bool) -> list[str]:
+    """Undo what ensure_running changed: the replicas it added; with `down_after`, a lab it started. What it
+    did, in words."""
+    done = []
+    if running.scaled_from and not (down_after and running.started):
+        try:
+            scale(running.state_dir, [f"{s}={n}" for s, n in running.scaled_from.items()])
+            done.append("scaled back to " + ", ".join(f"{s}={n}" for s, n in running.scaled_from.items()))
+        except LabError as exc:
+            done.append(f"could not scale back: {exc.message}")
+    if down_after and running.started:
+        down(running.state_dir)
+        done.append("stopped the lab it started")
+    return done

@@ -1,14 +1,16 @@
-"""Where everything of a lab lives under its state dir."""
+"""Where everything of a lab lives under its state dir, and where runs (load, chaos, gameday) keep their results."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_STATE_DIR = ".chaoslab"
+DEFAULT_RUNS_DIR = Path("runs")
 UNIX_SOCKET_MAX = 100  # sun_path holds 108 bytes; keep a margin
 
 
@@ -105,3 +107,18 @@ class LabPaths:
                      self.prometheus / "data", self.alertmanager / "data",
                      self.rabbitmq / "home", self.rabbitmq / "mnesia", self.rabbitmq / "log"):
             path.mkdir(parents=True, exist_ok=True)
+
+
+def new_run_dir(parent: Path, kind: str, name: str) -> Path:
+    """PARENT/<UTC time>-<kind>-<name>/ (e.g. runs/20261204T101500Z-chaos-broker-outage), created, absolute; a
+    suffix (-2, -3, ...) keeps runs of the same second apart."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    base = parent / f"{stamp}-{kind}-{name}"
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path.resolve()
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")

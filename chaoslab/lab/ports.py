@@ -1,4 +1,5 @@
-"""The port plan of a lab: every port derives from one base port (docs/design.md, "Ports")."""
+"""The port plan of a lab: every port derives from one base port (docs/design.md, "Ports"); the services and
+their offsets come from the shop's contract (services/contract.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import errno
 import socket
 from dataclasses import dataclass
 
-SERVICES: tuple[str, ...] = ("gateway", "auth", "users", "orders", "payments", "notifications")
-DEFAULT_BASE_PORT = 18000
+from services import contract
+
+SERVICES: tuple[str, ...] = contract.SERVICE_NAMES
+GRPC_SERVICES = frozenset(contract.GRPC_SERVICES)
+DEFAULT_BASE_PORT = contract.DEFAULT_BASE_PORT
 MAX_REPLICAS = 20  # admin ports are 20 apart per service
 SPAN = 300  # ports a lab may use above its base (B+0 .. B+219), rounded up: bases this far apart never collide
-GRPC_SERVICES = frozenset({"payments"})
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class PortPlan:
 
     def service_port(self, service: str) -> int:
         """The service's public port (gRPC for payments), shared by its replicas with SO_REUSEPORT."""
-        return self.base + SERVICES.index(service)
+        return contract.native_port(service, self.base)
 
     def admin_port(self, service: str, replica: int) -> int:
         """The admin port of replica number `replica` (1-based) of `service`."""
@@ -33,7 +36,7 @@ class PortPlan:
 
     @property
     def amqp(self) -> int:
-        return self.base + 10
+        return self.base + contract.AMQP_PORT_OFFSET
 
     @property
     def rabbitmq_dist(self) -> int:

@@ -11,10 +11,6 @@ from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.spec import LabSpec
 
 
-def is_postgres(url: str) -> bool:
-    return make_url(url).get_backend_name() == "postgresql"
-
-
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

@@ -10,9 +10,11 @@ from chaoslab.lab.binaries import Binaries
 from chaoslab.lab.paths import repo_root
 from chaoslab.lab.ports import GRPC_SERVICES, SERVICES
 from chaoslab.lab.spec import LabSpec
+from services import contract
 
 LAB_MARKER = "CHAOSLAB_LAB"  # set to the state dir in every process of a lab (see procs.py)
 INFRASTRUCTURE = ("rabbitmq", "prometheus", "alertmanager", "webhook")
+CALLEES = tuple(s for s in contract.SERVICES if any(s.name in caller.calls for caller in contract.SERVICES))
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,6 @@ class Program:
     service: str | None = None
     replica: int | None = None
     ready_tcp: list[int] = field(default_factory=list)
-
-    @property
-    def is_replica(self) -> bool:
-        return self.service is not None
 
 
 def rabbitmq_env(spec: LabSpec) -> dict[str, str]:
@@ -64,11 +62,8 @@ def service_env(spec: LabSpec, service: str, replica: int) -> dict[str, str]:
         "AMQP_URL": spec.amqp_url,
         "ADMIN_TOKEN": spec.admin_token,
         "SPANS_DIR": str(spec.paths.spans),
-        "AUTH_URL": spec.url(ports.service_port("auth")),
-        "USERS_URL": spec.url(ports.service_port("users")),
-        "ORDERS_URL": spec.url(ports.service_port("orders")),
-        "NOTIFICATIONS_URL": spec.url(ports.service_port("notifications")),
-        "PAYMENTS_GRPC_ADDR": f"127.0.0.1:{ports.service_port('payments')}",
+        # Where every service that others call listens (AUTH_URL, ..., PAYMENTS_GRPC_ADDR): the contract's names.
+        **{callee.address_variable: contract.native_address(callee.name, spec.base_port) for callee in CALLEES},
         "PYTHONUNBUFFERED": "1",
     }
     if service in GRPC_SERVICES:
@@ -115,7 +110,7 @@ def infrastructure_programs(spec: LabSpec, binaries: Binaries) -> list[Program]:
         Program(
             name="webhook",
             command=[
-                sys.executable, "-m", "chaoslab.webhook", "--host", "127.0.0.1",
+                sys.executable, "-m", "chaoslab.lab.webhook", "--host", "127.0.0.1",
                 "--port", str(ports.webhook), "--out", str(paths.notifications),
             ],
             env={"PYTHONUNBUFFERED": "1"}, directory=repo_root(), priority=20, stopwaitsecs=10,

@@ -1,18 +1,22 @@
 """The lab registry (docs/design.md, "The lab registry"): what runs where, for people and for tests.
 
-`chaoslab status --json` prints it; `up`, `scale` and `status` keep a copy in STATE/registry.json.
+`chaoslab status --json` prints it; `up`, `scale` and `status` keep a copy in STATE/registry.json, and `find()`
+reads it back for every tool that acts on a lab. A compose stack's registry is built by chaoslab.lab.compose.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+from chaoslab.errors import LabError
+from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import GRPC_SERVICES, SERVICES
 from chaoslab.lab.probes import all_ok, http_ok
 from chaoslab.lab.programs import INFRASTRUCTURE
 from chaoslab.lab.render import write_atomic
-from chaoslab.lab.spec import LabSpec
+from chaoslab.lab.spec import LabSpec, load_spec
 
 STOPPED = "STOPPED"
 
@@ -88,3 +92,17 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
 
 def write_registry(spec: LabSpec, registry: dict[str, Any]) -> None:
     write_atomic(spec.paths.registry_json, json.dumps(registry, indent=2) + "\n")
+
+
+def find(state_dir: str | Path) -> dict[str, Any]:
+    """The registry of the lab in `state_dir` as the last `up`, `scale` or `status` wrote it (addresses, token;
+    process ids and states are as of then: ask supervisord or the replicas for live ones). A lab whose
+    registry.json is missing gets one built from its lab.json, without probing. LabError when there is no lab."""
+    paths = LabPaths.of(state_dir)
+    try:
+        return dict(json.loads(paths.registry_json.read_text()))
+    except FileNotFoundError:
+        pass
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LabError(f"cannot read the lab registry {paths.registry_json}: {exc}") from None
+    return build_registry(load_spec(paths.state), [], probe=False)

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import loadtests
 from chaoslab.errors import RUN_FAILED, LoadError
-from chaoslab.load.paths import LOCUSTFILE
 from chaoslab.load.target import Target, free_port
 
+# The locustfile of the installed loadtests package (plain Locust: compose and Kubernetes run the same file).
+LOCUSTFILE = Path(loadtests.__file__).with_name("locustfile.py")
 SUMMARY = "summary.json"
 CSV_PREFIX = "locust"  # locust_stats.csv, locust_stats_history.csv, locust_failures.csv, locust_exceptions.csv
 HTML = "report.html"
@@ -150,6 +152,54 @@ def log_tail(run_dir: Path, lines: int = 30) -> str:
     return "\n".join(chunks)
 
 
+class Locust:
+    """Locust's processes for one request (standalone, or a master and its workers), each in a session of its
+    own: Ctrl-C reaches the caller only, which then stops Locust in order (master first, so that the reports are
+    written) instead of every process at once. Output goes to a log file per process in the run dir."""
+
+    def __init__(self, req: LoadRequest) -> None:
+        self.req = req
+        self.master_port = free_port() if req.workers > 0 else None
+        self.web_port = free_port() if req.ui else None
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
+
+    @property
+    def web_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.web_port}" if self.web_port else None
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        log = open(self.req.run_dir / log_name, "wb")  # noqa: SIM115 - closed by close()
+        self._logs.append(log)
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=self.req.run_dir, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """Start the master (or standalone) process, then the workers; the master's process."""
+        self.req.run_dir.mkdir(parents=True, exist_ok=True)
+        command = locust_args(self.req, master_port=self.master_port, web_port=self.web_port)
+        (self.req.run_dir / "command.txt").write_text(" ".join(command) + "\n")
+        master = self._spawn(command, LOG)
+        for n in range(self.req.workers):
+            assert self.master_port is not None
+            self._spawn(worker_args(self.master_port), f"worker-{n + 1}.log")
+        return master
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
+        """SIGINT to every process (the master then writes its reports), SIGKILL to what is left after the grace;
+        the master's exit code."""
+        _stop(self.procs, grace_s)
+        return self.procs[0].returncode if self.procs else None
+
+    def close(self) -> None:
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+
 def run(req: LoadRequest, expected_s: float, on_tick: Callable[[float], None] | None = None,
         on_started: Callable[[str | None], None] | None = None) -> LoadOutcome:
     """Run Locust for the request and wait: until its shape ends (headless), or Ctrl-C (--ui).
@@ -157,39 +207,18 @@ def run(req: LoadRequest, expected_s: float, on_tick: Callable[[float], None] | 
     `on_tick(elapsed_s)` is called about once a second (the live display); `on_started(web_url)` once the
     processes are up. A headless run that outlives its plan by RUN_GRACE_S is stopped and reported as failed.
     """
-    req.run_dir.mkdir(parents=True, exist_ok=True)
-    master_port = free_port() if req.workers > 0 else None
-    web_port = free_port() if req.ui else None
-    command = locust_args(req, master_port=master_port, web_port=web_port)
-    (req.run_dir / "command.txt").write_text(" ".join(command) + "\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    logs: list[IO[bytes]] = []
-    procs: list[subprocess.Popen[bytes]] = []
-    outcome = LoadOutcome(req.run_dir, None, None, web_url=f"http://127.0.0.1:{web_port}" if web_port else None)
-
-    def start(args: list[str], log_name: str) -> subprocess.Popen[bytes]:
-        log = open(req.run_dir / log_name, "wb")  # noqa: SIM115 - closed in the finally below
-        logs.append(log)
-        # A session of its own: Ctrl-C reaches this process only, which then stops Locust in order (master first,
-        # so the reports are written) instead of every process at once.
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=req.run_dir, env=env, start_new_session=True)
-        procs.append(proc)
-        return proc
-
+    locust = Locust(req)
+    outcome = LoadOutcome(req.run_dir, None, None, web_url=locust.web_url)
     deadline = None if req.ui else time.monotonic() + expected_s + RUN_GRACE_S
     try:
         with _sigterm_raises():
-            master = start(command, LOG)
-            for n in range(req.workers):
-                assert master_port is not None
-                start(worker_args(master_port), f"worker-{n + 1}.log")
+            master = locust.start()
             if on_started:
                 on_started(outcome.web_url)
             began = time.monotonic()
             while master.poll() is None:
                 if deadline is not None and time.monotonic() > deadline:
-                    _stop(procs, STOP_GRACE_S)
+                    locust.stop(STOP_GRACE_S)
                     raise LoadError(
                         f"Locust did not finish within {expected_s + RUN_GRACE_S:.0f} s; stopped it",
                         details=log_tail(req.run_dir), exit_code=RUN_FAILED)
@@ -198,12 +227,10 @@ def run(req: LoadRequest, expected_s: float, on_tick: Callable[[float], None] | 
                 time.sleep(TICK_S)
     except (KeyboardInterrupt, _Terminated):
         outcome.interrupted = True
-        _stop(procs, STOP_GRACE_S)
+        locust.stop(STOP_GRACE_S)
     finally:
-        _stop(procs, 10.0)  # workers, and anything left when an exception went by
-        for log in logs:
-            log.close()
-    outcome.returncode = procs[0].returncode if procs else None
+        outcome.returncode = locust.stop(10.0)  # workers, and anything left when an exception went by
+        locust.close()
     outcome.summary = read_summary(req.run_dir)
     if outcome.summary is None and not outcome.interrupted:
         raise LoadError(f"Locust ended (exit code {outcome.returncode}) without a summary",

@@ -31,9 +31,9 @@ from rich.table import Table
 
 from chaoslab.errors import USAGE, LoadError
 from chaoslab.lab import control
+from chaoslab.lab.paths import DEFAULT_RUNS_DIR, new_run_dir
 from chaoslab.lab.spec import load_spec
 from chaoslab.load import runner
-from chaoslab.load.paths import new_run_dir
 from chaoslab.load.progress import LiveView
 from chaoslab.load.target import Target, resolve, running_lab
 
@@ -176,7 +176,7 @@ def run(req: ScaleRequest, out: Console, err: Console) -> dict[str, Any]:
     target = resolve(req.state_dir, None)
     registry = target.registry
     assert registry is not None
-    req = replace(req, run_dir=req.run_dir or new_run_dir("scale", req.service))
+    req = replace(req, run_dir=req.run_dir or new_run_dir(DEFAULT_RUNS_DIR, "scale", req.service))
     original = len(registry["services"][req.service]["replicas"])
     restore_env = _apply_provider(req, out)
     try:

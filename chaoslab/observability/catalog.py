@@ -38,11 +38,6 @@ class Expression:
         chosen.update(values or {})
         return expand(self.expr, chosen, **grafana)
 
-    @property
-    def as_tuple(self) -> tuple[str, str, str | None]:
-        """(name, expr, expected-empty reason or None), the shape the proof test consumes."""
-        return (f"{self.origin}: {self.name}", self.expr, self.expected_empty)
-
 
 def rule_expressions(profile_names: Iterable[str] = tuple(PROFILES)) -> list[Expression]:
     found = []

@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from chaoslab.observability.profiles import parse_duration
+from services import contract
 
-SERVICES: tuple[str, ...] = ("gateway", "auth", "users", "orders", "payments", "notifications")
+SERVICES: tuple[str, ...] = contract.SERVICE_NAMES
 # payments serves gRPC only (its HTTP port is admin-only), so its SLIs come from the gRPC histogram.
-HTTP_SERVICES: tuple[str, ...] = tuple(s for s in SERVICES if s != "payments")
-GRPC_SERVICES: tuple[str, ...] = ("payments",)
+HTTP_SERVICES: tuple[str, ...] = contract.HTTP_SERVICES
+GRPC_SERVICES: tuple[str, ...] = contract.GRPC_SERVICES
 SERVICE_JOBS = "|".join(SERVICES)
 SERVICE_JOBS_MATCHER = f'job=~"{SERVICE_JOBS}"'
 BROKER_JOB = "rabbitmq"
 
-ORDER_EVENTS_QUEUE = "notifications.order-events"
-DEAD_LETTER_QUEUE = "notifications.dead-letter"
+ORDER_EVENTS_QUEUE = contract.ORDER_EVENTS_QUEUE
+DEAD_LETTER_QUEUE = contract.DEAD_LETTER_QUEUE
 
 # Codes that mean the server failed (not the caller): these spend the availability budget. The `code` label
 # holds the status code's name (docs/design.md, Metrics).
@@ -226,13 +227,21 @@ def grpc_latency_quantile(q: float, window: str, *extra: str, by: str = "service
     return f"histogram_quantile({q}, sum by (le, {by}) ({rate(buckets, window)}))"
 
 
+def error_ratio(service: str, window: str) -> str:
+    """One service's share of server errors over `window`: HTTP 5xx, or gRPC server-fault codes for payments."""
+    build = grpc_error_ratio if service in GRPC_SERVICES else http_error_ratio
+    return build(window, f'service="{service}"')
+
+
+def latency_quantile(service: str, q: float, window: str) -> str:
+    """One service's latency quantile over `window`, from its HTTP or gRPC server histogram."""
+    build = grpc_latency_quantile if service in GRPC_SERVICES else http_latency_quantile
+    return build(q, window, f'service="{service}"')
+
+
 # -- availability of targets --------------------------------------------------------------------------------
 def replicas_up(*extra: str, by: str = "service") -> str:
     return f"sum by ({by}) ({Selector('up', (SERVICE_JOBS_MATCHER, *extra))})"
-
-
-def replicas_total(*extra: str, by: str = "service") -> str:
-    return f"count by ({by}) ({Selector('up', (SERVICE_JOBS_MATCHER, *extra))})"
 
 
 # Prometheus hands discovered targets to its scrapers about 5 s after it starts (its discovery manager batches

@@ -39,7 +39,7 @@ def chaos_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     finally:
         release_base_port(base)
     left = [p for p in psutil.Process().children(recursive=True)
-            if any(word in " ".join(p.cmdline()) for word in ("chaos run", "chaoslab.chaos.orderstream"))]
+            if any(word in " ".join(p.cmdline()) for word in ("chaos run", "chaoslab.load.orderstream"))]
     assert not left, f"chaos processes left: {[p.cmdline() for p in left]}"
 
 

@@ -13,8 +13,9 @@ import yaml
 from chaoslib.exceptions import ActivityFailed
 
 from chaoslab.chaos import actions
-from chaoslab.chaos.compose import compose_registry, dns_addresses
-from chaoslab.chaos.registry import load_registry, select_replicas, target
+from chaoslab.chaos.lab import Lab, select_replicas, target
+from chaoslab.errors import LabError
+from chaoslab.lab.compose import compose_registry, dns_addresses
 from chaoslab.lab.ports import SERVICES
 
 pytestmark = pytest.mark.quick
@@ -66,7 +67,7 @@ def test_registry_settings_come_from_the_environment() -> None:
     ({**ENV, "CHAOSLAB_HTTP_PORT": "70000"}, "CHAOSLAB_HTTP_PORT must be a port number"),
 ])
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ActivityFailed, match=message):
+    with pytest.raises(LabError, match=message):
         compose_registry(env, fake_dns({}))
 
 
@@ -85,8 +86,8 @@ def test_the_target_comes_from_configuration_then_environment(monkeypatch: pytes
         target({"chaoslab_target": "docker"})
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("chaoslab.chaos.compose.dns_addresses", fake_dns({"gateway": ["10.1.0.3"]}))
-    reg = load_registry()
+    monkeypatch.setattr("chaoslab.lab.compose.dns_addresses", fake_dns({"gateway": ["10.1.0.3"]}))
+    reg = Lab.of().registry
     assert reg["mode"] == "compose"
     assert reg["services"]["gateway"]["replicas"][0]["admin_url"] == "http://10.1.0.3:9090"
 
@@ -103,7 +104,7 @@ def test_faults_that_need_container_control_are_refused_clearly(action: Any, kwa
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("chaoslab.chaos.compose.dns_addresses", fake_dns({"payments": ["10.1.0.4"]}))
+    monkeypatch.setattr("chaoslab.lab.compose.dns_addresses", fake_dns({"payments": ["10.1.0.4"]}))
     with pytest.raises(ActivityFailed, match="needs container control.*natively.*Kubernetes"):
         action(**kwargs, configuration={"chaoslab_target": "compose"})
 

@@ -14,11 +14,14 @@ from chaoslib.discovery.discover import discover as chaos_discover
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.experiment import ensure_experiment_is_valid
 
-from chaoslab.chaos import actions, admin, marks, probes, prom
+from chaoslab.chaos import actions, marks, probes
 from chaoslab.chaos import discover as extension_discover
-from chaoslab.chaos.audit import audit_views
 from chaoslab.chaos.experiments import all_experiments, lint, resolve
-from chaoslab.chaos.registry import select_replicas, state_dir
+from chaoslab.chaos.lab import select_replicas, state_dir
+from chaoslab.clients.admin import fault_body
+from chaoslab.errors import ClientError
+from chaoslab.lab import webhook
+from chaoslab.lab.audit import audit_views
 
 pytestmark = pytest.mark.quick
 TEST_EXPERIMENTS = Path(__file__).parent / "experiments"
@@ -137,10 +140,10 @@ def test_replica_selection() -> None:
 
 
 def test_fault_bodies_leave_unset_fields_to_the_kit_and_refuse_unknown_ones() -> None:
-    assert admin.fault_body("latency", latency_ms=200, route=None, ttl_s=30) == {
+    assert fault_body("latency", latency_ms=200, route=None, ttl_s=30) == {
         "kind": "latency", "latency_ms": 200, "ttl_s": 30}
-    with pytest.raises(ActivityFailed, match="unknown fault fields: delay"):
-        admin.fault_body("latency", delay=3)
+    with pytest.raises(ClientError, match="unknown fault fields: delay"):
+        fault_body("latency", delay=3)
 
 
 def _views(orders: list[dict[str, Any]], payments: list[dict[str, Any]], notes: list[dict[str, Any]]) -> Any:
@@ -195,13 +198,17 @@ ALERTMANAGER_PAYLOAD = {
 
 
 def test_notifications_match_on_alert_status_and_labels() -> None:
-    match = prom.matching_alerts
-    assert len(match(ALERTMANAGER_PAYLOAD, "ServiceDown", None)) == 2
-    assert len(match(ALERTMANAGER_PAYLOAD, "ServiceDown", "firing")) == 1
-    assert match(ALERTMANAGER_PAYLOAD, "ServiceDown", None, {"service": "auth"})[0]["status"] == "resolved"
-    assert match(ALERTMANAGER_PAYLOAD, None, "firing", {"service": "payments"})[1]["labels"]["alertname"] == \
-        "ReplicaDown"
-    assert match(ALERTMANAGER_PAYLOAD, "ServiceDown", "firing", {"service": "orders"}) == []
+    seen = webhook.events([ALERTMANAGER_PAYLOAD])
+    assert [e.received_at for e in seen] == [1000.5] * 3
+
+    def match(alert: str | None, status: str | None, labels: dict[str, str] | None = None) -> list[Any]:
+        return [e for e in seen if e.matches(alert, labels, status)]
+
+    assert len(match("ServiceDown", None)) == 2
+    assert len(match("ServiceDown", "firing")) == 1
+    assert match("ServiceDown", None, {"service": "auth"})[0].status == "resolved"
+    assert match(None, "firing", {"service": "payments"})[1].labels["alertname"] == "ReplicaDown"
+    assert match("ServiceDown", "firing", {"service": "orders"}) == []
 
 
 def test_marks_give_probes_the_moment_of_the_last_fault() -> None:
@@ -213,7 +220,7 @@ def test_marks_give_probes_the_moment_of_the_last_fault() -> None:
 
 
 def test_var_values_parse_as_json_when_they_can() -> None:
-    from chaoslab.chaos.cli import _parse_vars
+    from chaoslab.cli.chaos import _parse_vars
 
     assert _parse_vars(["outage_s=8", "window=10s", "labels={\"service\": \"orders\"}", "x=true"]) == {
         "outage_s": 8, "window": "10s", "labels": {"service": "orders"}, "x": True}

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import requests
 
-from chaoslab.chaos import actions, probes, supervise
+from chaoslab.chaos import actions, probes
 from chaoslab.chaos.experiments import resolve
 from chaoslab.chaos.runner import RunOptions, RunResult, run
+from chaoslab.lab import faults
 from support.lab import run_chaoslab
 
 pytestmark = pytest.mark.lab
@@ -47,7 +48,7 @@ def explain(result: RunResult) -> str:
 
 def assert_nothing_left(config: dict[str, str]) -> None:
     assert probes.active_faults(configuration=config) == 0
-    assert supervise.paused_programs(supervise.supervisor(config)) == []
+    assert faults.paused_programs(faults.supervisor_of(config["chaoslab_state_dir"])) == []
     assert probes.lab_ready(configuration=config)
 
 
@@ -127,7 +128,7 @@ def test_faults_expire_by_their_ttl_and_chaoslab_faults_lists_and_clears_them(
     assert probes.active_faults("orders", configuration=lab_config) == 1
     # process faults have no TTL: the table shows them, --clear undoes them too
     actions.pause_replica("payments", 2, configuration=lab_config)
-    supervise.stop_programs(supervise.supervisor(lab_config), ["payments-3"])
+    faults.stop_programs(faults.supervisor_of(lab_config["chaoslab_state_dir"]), ["payments-3"])
     listed = run_chaoslab("faults", "--state-dir", state)
     assert "paused (SIGSTOP)" in listed.stdout and "stopped" in listed.stdout
     cleared = run_chaoslab("faults", "--clear", "--state-dir", state)
@@ -140,13 +141,13 @@ def test_faults_expire_by_their_ttl_and_chaoslab_faults_lists_and_clears_them(
 def test_a_paused_replica_is_found_and_resumed(chaos_lab: dict[str, Any], lab_config: dict[str, str]) -> None:
     [paused] = actions.pause_replica("payments", 2, configuration=lab_config)
     try:
-        sv = supervise.supervisor(lab_config)
-        assert supervise.paused_programs(sv) == ["payments-2"]
+        sv = faults.supervisor_of(lab_config["chaoslab_state_dir"])
+        assert faults.paused_programs(sv) == ["payments-2"]
         assert not probes.service_ready("payments", configuration=lab_config)  # it answers nothing
     finally:
         assert actions.resume_replicas(configuration=lab_config) == ["payments-2"]
     probes.time_to_recover("payments", timeout_s=10, configuration=lab_config)
-    assert paused["name"] == "payments-2" and supervise.paused_programs(sv) == []
+    assert paused["name"] == "payments-2" and faults.paused_programs(sv) == []
 
 
 def test_chaoslab_chaos_cli_lists_validates_and_runs_with_a_verdict(chaos_lab: dict[str, Any],

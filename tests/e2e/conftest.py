@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from services import contract
 from support.lab import release_base_port, replica_args, reserve_base_port, start_lab, stop_lab
 from support.prereqs import PG_HOST, PG_PORT, pg_admin, require_postgres
 
@@ -18,7 +19,7 @@ def pg_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     base = reserve_base_port()
     prefix = f"chaoslab_e2e_{base}"
     state_dir = tmp_path_factory.mktemp("pg-lab") / "state"
-    services = ("gateway", "auth", "users", "orders", "payments", "notifications")
+    services = contract.SERVICE_NAMES
     try:
         # a crashed earlier run's leftovers
         pg_admin([f'DROP DATABASE IF EXISTS "{prefix}_{s}" WITH (FORCE)' for s in services])

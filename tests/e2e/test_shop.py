@@ -19,39 +19,48 @@ import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
-from shop import ADMIN_EMAIL, ADMIN_PASSWORD, admin_get, log_in, sign_up, wait_for
 from sqlalchemy.engine import make_url
 
+from chaoslab.clients.admin import AdminClient
+from chaoslab.clients.shop import Customer, ShopClient
 from support.lab import run_chaoslab
+from support.waiting import eventually
+
+# The bootstrap admin auth creates on first start (BOOTSTRAP_ADMIN's default).
+ADMIN_EMAIL, ADMIN_PASSWORD = "admin@chaoslab.local", "chaoslab-admin"
+
+
+def sign_up(gateway: str) -> Customer:
+    return ShopClient(gateway).sign_up(password="correct horse battery", name="E2E")
 
 pytestmark = pytest.mark.lab
 
 
 def test_an_order_is_paid_stored_and_notified(shop: dict[str, Any]) -> None:
     customer = sign_up(shop["gateway_url"])
-    resp = customer.order()
+    resp = customer.place_order()
     assert resp.status_code == 201, resp.text
     order = resp.json()
     assert order["status"] and order["payment_id"] and order["total_cents"] == 2500
 
-    payments = admin_get(shop, "payments", "/admin/audit")["items"]
+    payments = AdminClient.of(shop).service_audit(shop, "payments")["items"]
     assert [p for p in payments if p["payment_id"] == order["payment_id"]], "the payment is not stored"
     got = requests.get(f"{shop['gateway_url']}/api/orders/{order['id']}", headers=customer.auth, timeout=10)
     assert got.status_code == 200 and got.json()["id"] == order["id"]
-    notes = wait_for(lambda: [n for n in customer.notifications() if n["order_id"] == order["id"]],
-                     what="the order's notification")
+    notes = eventually(lambda: [n for n in customer.notifications() if n["order_id"] == order["id"]],
+                       timeout_s=20, every_s=0.25, what="the order's notification")
     assert len(notes) == 1
 
 
 def test_a_replayed_idempotency_key_returns_the_same_order_and_charges_once(shop: dict[str, Any]) -> None:
     customer = sign_up(shop["gateway_url"])
     key = uuid.uuid4().hex
-    first = customer.order(key)
-    again = customer.order(key)
+    first = customer.place_order(key=key)
+    again = customer.place_order(key=key)
     assert first.status_code == 201 and again.status_code == 200, (first.text, again.text)
     assert again.json()["id"] == first.json()["id"]
     assert again.headers.get("Idempotent-Replayed") == "true"
-    payments = admin_get(shop, "payments", "/admin/audit")["items"]
+    payments = AdminClient.of(shop).service_audit(shop, "payments")["items"]
     assert len([p for p in payments if p["payment_id"] == first.json()["payment_id"]]) == 1
     mine = requests.get(f"{shop['gateway_url']}/api/orders", headers=customer.auth, timeout=10).json()["items"]
     assert len(mine) == 1
@@ -116,7 +125,7 @@ def test_roles_are_enforced(shop: dict[str, Any]) -> None:
     gw = shop["gateway_url"]
     customer = sign_up(gw)
     assert requests.get(f"{gw}/api/users", headers=customer.auth, timeout=10).status_code == 403
-    admin = log_in(gw, ADMIN_EMAIL, ADMIN_PASSWORD)
+    admin = ShopClient(gw).log_in(ADMIN_EMAIL, ADMIN_PASSWORD)
     resp = requests.get(f"{gw}/api/users", headers=admin.auth, timeout=10)
     assert resp.status_code == 200 and isinstance(resp.json()["items"], list)
 
@@ -171,32 +180,34 @@ def test_a_killed_payments_replica_loses_no_acknowledged_order(shop: dict[str, A
 
     def stream() -> None:
         while not stop.is_set():
-            resp = customer.order(timeout=20)
+            resp = customer.place_order(timeout_s=20)
             statuses.append(resp.status_code)
             if resp.status_code == 201:
                 acknowledged.append(resp.json())
 
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(stream) for _ in range(4)]
-        wait_for(lambda: len(acknowledged) >= 10, timeout_s=60, what="orders before the kill")
+        eventually(lambda: len(acknowledged) >= 10, timeout_s=60, every_s=0.25, what="orders before the kill")
         os.kill(victim["pid"], signal.SIGKILL)
         killed_at = len(acknowledged)
-        wait_for(lambda: len(acknowledged) >= killed_at + 20, timeout_s=90, what="orders after the kill")
+        eventually(lambda: len(acknowledged) >= killed_at + 20, timeout_s=90, every_s=0.25,
+                   what="orders after the kill")
         stop.set()
         for future in futures:
             future.result()
 
-    back = wait_for(lambda: _replica(shop, victim["name"], lambda r: r["pid"] != victim["pid"] and r["ready"]),
-                    timeout_s=60, what=f"{victim['name']} restarted by supervisord")
+    back = eventually(lambda: _replica(shop, victim["name"], lambda r: r["pid"] != victim["pid"] and r["ready"]),
+                      timeout_s=60, every_s=0.25, what=f"{victim['name']} restarted by supervisord")
     assert back["state"] == "RUNNING"
     assert set(statuses) <= {201, 503, 504}, statuses  # a failure is an honest error, never a lost order
-    payments = admin_get(shop, "payments", "/admin/audit")["items"]
+    payments = AdminClient.of(shop).service_audit(shop, "payments")["items"]
     paid = {p["payment_id"] for p in payments}
     missing = [o["id"] for o in acknowledged if o["payment_id"] not in paid]
     assert not missing, f"acknowledged orders without a payment: {missing}"
-    orders = {o["id"] for o in admin_get(shop, "orders", "/admin/audit")["items"]}
+    orders = {o["id"] for o in AdminClient.of(shop).service_audit(shop, "orders")["items"]}
     assert {o["id"] for o in acknowledged} <= orders
-    notified = wait_for(lambda: _all_notified(customer, acknowledged), timeout_s=60, what="every notification")
+    notified = eventually(lambda: _all_notified(customer, acknowledged), timeout_s=60, every_s=0.25,
+                          what="every notification")
     assert notified
 
 
@@ -210,7 +221,7 @@ def _replica(lab: dict[str, Any], name: str, predicate: Any) -> dict[str, Any] |
     return None
 
 
-def _all_notified(customer: Any, orders: list[dict[str, Any]]) -> bool:
+def _all_notified(customer: Customer, orders: list[dict[str, Any]]) -> bool:
     notes = customer.notifications()
     per_order: dict[str, int] = {}
     for note in notes:

@@ -21,6 +21,7 @@ from chaoslab.gameday.journal import FaultWindow
 from chaoslab.gameday.loadphase import LoadPhase
 from chaoslab.gameday.measure import ClientView, Recovery
 from chaoslab.gameday.result import GamedayResult
+from chaoslab.lab import webhook
 
 from . import artifacts
 
@@ -64,7 +65,7 @@ def collected(tmp_path: Path) -> GamedayResult:
     exp.audit = {"ok": True, "orders": 10, "payments": 10, "notifications": 10, "in_flight": 0, "missing_payment": 0,
                  "missing_notification": 0, "duplicate_payment": 0, "duplicate_notification": 0,
                  "duplicate_deliveries_dropped": 0}
-    seen = alerts.events([
+    seen = webhook.events([
         {"received_at": T0 + 49, "alerts": [{"status": "firing", "fingerprint": "p", "startsAt": "",
                                               "labels": {"alertname": "ServiceDown", "service": "payments"}}]},
         {"received_at": T0 + 58, "alerts": [{"status": "resolved", "fingerprint": "p",

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from chaoslab.gameday import labctl
+from chaoslab.lab import control
 from support.lab import assert_no_lab_process, release_base_port, reserve_base_port, run_chaoslab
 
 from . import artifacts
@@ -69,7 +69,7 @@ def gameday(lab: tuple[Path, int], runs_dir: Path, plan: str | Path) -> Run:
 
 @pytest.fixture(scope="module")
 def quick_run(gameday_lab: tuple[Path, int], tmp_path_factory: pytest.TempPathFactory) -> Run:
-    assert not labctl.running(gameday_lab[0])  # from an idle lab: the gameday must start it
+    assert not control.is_running(gameday_lab[0])  # from an idle lab: the gameday must start it
     return gameday(gameday_lab, tmp_path_factory.mktemp("quick-runs"), "quick")
 
 

@@ -13,6 +13,7 @@ import pytest
 from chaoslab.chaos.verdict import compute
 from chaoslab.gameday import alerts, journal, measure, verdicts
 from chaoslab.gameday.plan import AlertSpec, ExperimentSpec
+from chaoslab.lab import webhook
 
 pytestmark = pytest.mark.quick
 
@@ -67,7 +68,7 @@ PAYMENTS_DOWN = AlertSpec(name="ServiceDown", labels={"service": "payments"}, ma
 
 
 def test_time_to_detect_and_to_resolve_are_measured_at_the_webhook_for_the_matching_instance() -> None:
-    seen = alerts.events([
+    seen = webhook.events([
         note(990, "firing", "ServiceDown", "old", service="payments"),  # before the fault: not this one
         note(1005, "firing", "ServiceDown", "o", service="orders"),  # another instance
         note(1008.5, "firing", "ServiceDown", "p", service="payments", severity="page"),
@@ -92,7 +93,7 @@ def test_an_alert_that_never_arrived_fails_notified_and_time_to_detect() -> None
 def test_a_bound_that_cannot_be_met_fails_with_that_verdict_named() -> None:
     impossible = AlertSpec(name="ServiceDown", labels={"service": "payments"}, max_time_to_detect_s=0.001)
     spec = ExperimentSpec(experiment="payments-down", alerts=[impossible])
-    seen = alerts.events([note(1008.5, "firing", "ServiceDown", service="payments"),
+    seen = webhook.events([note(1008.5, "firing", "ServiceDown", service="payments"),
                           note(1024, "resolved", "ServiceDown", service="payments")])
     found = verdicts.alert_verdicts("payments-down", spec, [alerts.outcome(impossible, seen, FAULT)])
     failed = [v.id for v in found if not v.passed]
@@ -101,7 +102,7 @@ def test_a_bound_that_cannot_be_met_fails_with_that_verdict_named() -> None:
 
 
 def test_alert_intervals_pair_firing_and_resolved_by_fingerprint() -> None:
-    seen = alerts.events([note(10, "firing", "A", "a"), note(11, "firing", "B", "b"), note(12, "firing", "A", "a"),
+    seen = webhook.events([note(10, "firing", "A", "a"), note(11, "firing", "B", "b"), note(12, "firing", "A", "a"),
                           note(15, "resolved", "A", "a")])
     found = {(i.name, i.fired_at, i.resolved_at) for i in alerts.intervals(seen)}
     assert found == {("A", 10, 15), ("B", 11, None)}

@@ -17,6 +17,7 @@ import requests
 from chaoslab.lab.ports import SERVICES, PortPlan
 from chaoslab.lab.procs import lab_processes
 from chaoslab.lab.spec import load_spec
+from services import contract
 from support.lab import rabbitmqctl, registry
 from support.waiting import eventually
 
@@ -101,12 +102,12 @@ def test_rabbitmq_shows_each_queue_in_prometheus(lab: dict[str, Any]) -> None:
         """per-queue depth of the notifications queues is in Prometheus"""
         answer = requests.get(f"{prometheus}/api/v1/query", params={"query": "rabbitmq_queue_messages_ready"},
                               timeout=10).json()
-        return {r["metric"].get("queue", "") for r in answer["data"]["result"]} >= {"notifications.order-events"}
+        return {r["metric"].get("queue", "") for r in answer["data"]["result"]} >= {contract.ORDER_EVENTS_QUEUE}
 
     eventually(queues)
     listed = rabbitmqctl(load_spec(lab["state_dir"]), "list_queues", "name", "messages")
     assert listed.returncode == 0, listed.stderr
-    assert "notifications.order-events" in listed.stdout
+    assert contract.ORDER_EVENTS_QUEUE in listed.stdout
 
 
 def test_an_alert_reaches_the_webhook_and_its_file(lab: dict[str, Any]) -> None:

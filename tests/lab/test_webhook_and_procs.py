@@ -36,7 +36,7 @@ def _free_port() -> int:
 @pytest.fixture
 def webhook(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port, out = _free_port(), tmp_path / "alerts" / "notifications.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "chaoslab.webhook", "--port", str(port), "--out", str(out)])
+    proc = subprocess.Popen([sys.executable, "-m", "chaoslab.lab.webhook", "--port", str(port), "--out", str(out)])
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:

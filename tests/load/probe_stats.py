@@ -8,17 +8,13 @@ process running everyone's tests must not inherit.
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parents[2]))
+from locust.stats import RequestStats
 
-from locust.stats import RequestStats  # noqa: E402
-
-from loadtests import exporter, shapes  # noqa: E402
-from loadtests.recorder import StageRecorder  # noqa: E402
-from loadtests.summary import snapshot, summarize, window  # noqa: E402
+from loadtests import exporter, shapes
+from loadtests.recorder import StageRecorder
+from loadtests.summary import snapshot, summarize, window
 
 
 class FakeRunner:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chaoslab.load.paths import use_loadtests
-
-use_loadtests()
-from loadtests import scenarios, shapes  # noqa: E402
+from loadtests import scenarios, shapes
 
 pytestmark = pytest.mark.quick
 

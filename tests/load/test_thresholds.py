@@ -6,10 +6,7 @@ from typing import Any
 
 import pytest
 
-from chaoslab.load.paths import use_loadtests
-
-use_loadtests()
-from loadtests.thresholds import (  # noqa: E402
+from loadtests.thresholds import (
     LatencyLimit,
     Thresholds,
     apply_overrides,

@@ -107,6 +107,7 @@ def test_dashboard_provider_reads_the_mounted_dir(repo_root: Path) -> None:
 
 def test_latency_panels_show_exemplars(boards: dict[str, dict[str, Any]]) -> None:
     """Every quantile of a request histogram with exemplars (server and client) links to traces."""
+    checked = 0
     for name, model in boards.items():
         for panel, target in targets(model):
             expr = target["expr"]
@@ -115,6 +116,8 @@ def test_latency_panels_show_exemplars(boards: dict[str, dict[str, Any]]) -> Non
                                                           "client_request_duration_seconds"))
             if "histogram_quantile" in expr and traced:
                 assert target.get("exemplar") is True, f"{name} / {panel['title']}: exemplars off"
+                checked += 1
+    assert checked >= 3, f"only {checked} latency quantile panels found: the filter no longer matches them"
 
 
 def test_panels_use_only_their_dashboards_variables(boards: dict[str, dict[str, Any]]) -> None:

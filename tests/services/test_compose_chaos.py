@@ -48,7 +48,7 @@ def compose_payments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
         monkeypatch.setenv("CHAOSLAB_ADMIN_PORT", str(admin_port))
         monkeypatch.setenv("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/")
-        monkeypatch.setattr("chaoslab.chaos.compose.dns_addresses", lambda host, port: list(dns.get(host, [])))
+        monkeypatch.setattr("chaoslab.lab.compose.dns_addresses", lambda host, port: list(dns.get(host, [])))
         yield procs, dns
     finally:
         for proc in procs:

@@ -1,86 +1,25 @@
-"""`chaoslab`: the native lab from the command line (up, status, scale, logs, down)."""
+"""`chaoslab up`, `status`, `scale`, `logs`, `env`, `down`: the native lab's life (chaoslab.lab.control does the
+work; these commands read their options and render what it reports)."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from chaoslab.errors import LabError
+from chaoslab.cli.console import RichReporter, err, errors, out, progress
+from chaoslab.cli.options import BASE_PORT, STATE_DIR, BasePort, StateDir
 from chaoslab.lab import control
 from chaoslab.lab.logs import follow, log_files, tail
-from chaoslab.lab.paths import DEFAULT_STATE_DIR
-from chaoslab.lab.ports import DEFAULT_BASE_PORT, SERVICES
+from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.spec import load_spec, parse_env, parse_replicas
 
-app = typer.Typer(
-    name="chaoslab",
-    help="chaoslab: a microservice shop, instrumented end to end, to load, break and check.\n\n"
-    "The native lab runs every service as local processes under supervisord, beside its own RabbitMQ node, "
-    "Prometheus and Alertmanager, all under one state dir and one range of ports.",
-    epilog="Start with: chaoslab up; then chaoslab status; stop with chaoslab down. "
-    "Every command takes --state-dir (env CHAOSLAB_STATE_DIR, default .chaoslab).",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-out = Console()
-err = Console(stderr=True)
-
-StateDir = Annotated[
-    Path,
-    typer.Option("--state-dir", envvar="CHAOSLAB_STATE_DIR", show_envvar=True,
-                 help="The lab's state dir: configs, databases, logs, spans, alerts."),
-]
-
-
-@contextmanager
-def lab_errors() -> Iterator[None]:
-    """Expected failures become a clear message and exit code 1, never a traceback."""
-    try:
-        yield
-    except LabError as exc:
-        # soft_wrap: no line breaks inserted, so that commands in hints can be copied whole
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-        if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
-        if exc.details:
-            err.print(exc.details, highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]")
-        raise typer.Exit(130) from None
-
-
-class RichReporter:
-    """Shows `up` and `scale` progress: phases as lines, the readiness wait as a bar."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task = progress.add_task("starting", total=None)
-
-    def phase(self, text: str) -> None:
-        self.progress.console.print(f"[cyan]•[/] {text}", highlight=False)
-        self.progress.update(self.task, description=text, total=None, completed=0)
-
-    def waiting(self, pending: list[str], done: int, total: int) -> None:
-        shown = ", ".join(pending[:4]) + (f" +{len(pending) - 4}" if len(pending) > 4 else "")
-        text = f"waiting for {shown}" if pending else "all ready"
-        self.progress.update(self.task, description=text, total=total, completed=done)
-
-
-def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)
+app = typer.Typer()
 
 
 def _urls_table(registry: dict[str, Any]) -> Table:
@@ -135,10 +74,8 @@ def _state(text: str) -> str:
     "(chaoslab env changes them on a running lab).",
 )
 def up(
-    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
-    base_port: Annotated[int, typer.Option(envvar="CHAOSLAB_BASE_PORT", show_envvar=True,
-                                           help="First port of the lab; everything else is an offset.")]
-    = DEFAULT_BASE_PORT,
+    state_dir: StateDir = STATE_DIR,
+    base_port: BasePort = BASE_PORT,
     replicas: Annotated[list[str] | None, typer.Option(
         "--replicas", "-r", metavar="SVC=N",
         help=f"Replicas of a service (default 1 each; 0 leaves it out). Repeat, or comma-separate. "
@@ -158,13 +95,13 @@ def up(
     Waits until all of it is ready, prints where everything is, and exits: the lab keeps running under supervisord.
     On any failure it stops what it started and says why.
     """
-    with lab_errors():
+    with errors():
         wanted = parse_replicas(replicas or [])
         overrides = parse_env(env or [])
         started = time.monotonic()
-        with _progress() as progress:
+        with progress() as bar:
             registry = control.up(state_dir, base_port, wanted, database_url_template=database_url_template,
-                                  timeout_s=timeout, reporter=RichReporter(progress), env=overrides)
+                                  timeout_s=timeout, reporter=RichReporter(bar), env=overrides)
         elapsed = time.monotonic() - started
         out.print(_urls_table(registry))
         out.print(f"admin token: {registry['admin_token']}   state dir: {registry['state_dir']}", highlight=False)
@@ -182,12 +119,12 @@ def up(
     "part is not running or not ready. With --json: 0 whenever the state dir holds a lab.",
 )
 def status(
-    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    state_dir: StateDir = STATE_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print the registry (docs/design.md) as JSON.")]
     = False,
 ) -> None:
     """Show every process, every replica's ports and readiness, the broker, and the alerts that fire."""
-    with lab_errors():
+    with errors():
         st = control.status(state_dir)
     if as_json:
         sys.stdout.write(json.dumps(st.registry, indent=2) + "\n")
@@ -261,13 +198,13 @@ def _print_alerts(alerts: list[dict[str, Any]] | None) -> None:
 )
 def scale(
     settings: Annotated[list[str], typer.Argument(metavar="SVC=N...", help="New replica counts (0..20).")],
-    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    state_dir: StateDir = STATE_DIR,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for new replicas to be ready.")]
     = control.DEFAULT_TIMEOUT_S,
 ) -> None:
     """Add or remove replicas of running services."""
-    with lab_errors(), _progress() as progress:
-        result = control.scale(state_dir, settings, timeout_s=timeout, reporter=RichReporter(progress))
+    with errors(), progress() as bar:
+        result = control.scale(state_dir, settings, timeout_s=timeout, reporter=RichReporter(bar))
     if result.added:
         out.print(f"added: {', '.join(result.added)}", highlight=False)
     if result.removed:
@@ -290,7 +227,7 @@ def scale(
 def logs(
     name: Annotated[str | None, typer.Argument(metavar="SVC|REPLICA",
                                                help="A service, a replica or a program.")] = None,
-    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    state_dir: StateDir = STATE_DIR,
     follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")]
     = False,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines to show from the end of each log.")] = 50,
@@ -299,13 +236,13 @@ def logs(
 ) -> None:
     """Show the logs of a service (all its replicas), a replica, or a lab program."""
     if trace is not None:
-        from chaoslab.tracecli import print_trace_logs
+        from chaoslab.cli.traces import print_trace_logs
 
         raise typer.Exit(print_trace_logs(state_dir, trace))
     if name is None:
         err.print("name a service, a replica or a program (chaoslab logs orders), or give --trace TRACE_ID")
         raise typer.Exit(2)
-    with lab_errors():
+    with errors():
         files = log_files(load_spec(state_dir), name)
     prefix = len(files) > 1
     for label, path in files:
@@ -336,12 +273,12 @@ def _print_log(label: str, line: str, prefix: bool) -> None:
 )
 def env(
     items: Annotated[list[str] | None, typer.Argument(metavar="[SVC:]KEY=VALUE ...")] = None,
-    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    state_dir: StateDir = STATE_DIR,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each restarted replica.")]
     = control.DEFAULT_TIMEOUT_S,
 ) -> None:
     """Show or change services' environment overrides; changed replicas restart one at a time."""
-    with lab_errors():
+    with errors():
         if not items:
             overrides = load_spec(state_dir).env
             table = Table("scope", "variable", "value", title="environment overrides")
@@ -350,8 +287,8 @@ def env(
                     table.add_row("every service" if scope == "*" else scope, key, value)
             out.print(table if overrides else "no environment overrides")
             return
-        with _progress() as progress:
-            result = control.set_env(state_dir, items, timeout_s=timeout, reporter=RichReporter(progress))
+        with progress() as bar:
+            result = control.set_env(state_dir, items, timeout_s=timeout, reporter=RichReporter(bar))
     restarted = ", ".join(result.restarted) or "none (nothing changed)"
     out.print(f"[green]done[/]: restarted {restarted}", highlight=False)
 
@@ -364,9 +301,9 @@ def env(
     "  chaoslab down --state-dir /tmp/lab2\n\n"
     "The state dir stays (databases, logs, spans, alerts); remove it yourself for a fresh start.",
 )
-def down(state_dir: StateDir = Path(DEFAULT_STATE_DIR)) -> None:
+def down(state_dir: StateDir = STATE_DIR) -> None:
     """Stop every program of the lab, then supervisord, and make sure no process of it is left."""
-    with lab_errors():
+    with errors():
         result = control.down(state_dir)
     if not result.was_running and not result.killed:
         out.print(f"no lab runs in {Path(state_dir).resolve()}", highlight=False)
@@ -376,34 +313,3 @@ def down(state_dir: StateDir = Path(DEFAULT_STATE_DIR)) -> None:
     if result.killed:
         out.print("ended leftover processes:\n" + "\n".join(result.killed), highlight=False)
     out.print("[green]down[/]: no process of the lab is left")
-
-
-# `chaoslab load` and `chaoslab scale-test` live in chaoslab/load (the load engineer's package).
-from chaoslab.load.cli import register as _register_load  # noqa: E402
-
-_register_load(app)
-
-# `chaoslab chaos list|validate|run` and `chaoslab faults` live in chaoslab/chaos (the chaos engineer's package).
-from chaoslab.chaos.cli import register as _register_chaos  # noqa: E402
-
-_register_chaos(app)
-
-# `chaoslab trace`, `chaoslab traces` (native traces) and `chaoslab demo` (the walk-through of one order).
-from chaoslab.demo import register as _register_demo  # noqa: E402
-from chaoslab.tracecli import register as _register_traces  # noqa: E402
-
-_register_traces(app)
-_register_demo(app)
-
-# `chaoslab gameday` (the lab's main job: a plan of experiments under load, judged) lives in chaoslab/gameday.
-from chaoslab.gameday.cli import register as _register_gameday  # noqa: E402
-
-_register_gameday(app)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,47 +1,21 @@
-"""`chaoslab load` and `chaoslab scale-test`, added to the main CLI by `register(app)`."""
+"""`chaoslab load` and `chaoslab scale-test`: Locust scenarios against the lab, judged by their thresholds, and
+the per-service scaling check. Locust itself is imported only by the processes chaoslab.load.runner starts."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from chaoslab.errors import FAILED, INTERRUPTED, USAGE, LabError, LoadError
-from chaoslab.load.paths import new_run_dir, use_loadtests
+from chaoslab.cli.console import err, errors, out
+from chaoslab.cli.options import STATE_DIR, StateDir
+from chaoslab.errors import FAILED, INTERRUPTED, LoadError
+from chaoslab.lab.paths import DEFAULT_RUNS_DIR, new_run_dir
+from loadtests import scenarios  # plain data, no Locust import
+from loadtests.thresholds import OVERRIDE_HELP, apply_overrides
 
-# Off a terminal (CI logs, pytest) rich would wrap tables at 80 columns and cut the request names.
-out = Console(width=None if sys.stdout.isatty() else 150)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
-DEFAULT_STATE_DIR = Path(".chaoslab")
-
-use_loadtests()
-from loadtests import scenarios  # noqa: E402  (needs the path above; plain data, no Locust import)
-from loadtests.thresholds import OVERRIDE_HELP, apply_overrides  # noqa: E402
-
-StateDir = Annotated[Path, typer.Option("--state-dir", envvar="CHAOSLAB_STATE_DIR", show_envvar=True,
-                                        help="The lab's state dir (its registry gives the gateway and ports).")]
-
-
-@contextmanager
-def load_errors() -> Iterator[None]:
-    """Expected failures become a message and an exit code, never a traceback."""
-    try:
-        yield
-    except (LoadError, LabError) as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-        if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
-        if exc.details:
-            err.print(exc.details, highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code if isinstance(exc, LoadError) else 1) from None
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]")
-        raise typer.Exit(130) from None
+app = typer.Typer()
 
 
 def _usage(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -49,12 +23,13 @@ def _usage(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     try:
         return fn(*args, **kwargs)
     except ValueError as exc:
-        raise LoadError(str(exc), exit_code=USAGE) from None
+        raise LoadError(str(exc)) from None
 
 
 SCENARIO_LIST = "; ".join(f"{s.name}: {s.summary}" for s in scenarios.SCENARIOS.values())
 
 
+@app.command("load", epilog=f"Scenarios: {SCENARIO_LIST}.")
 def load(
     scenario: Annotated[str, typer.Argument(help=f"One of: {', '.join(scenarios.SCENARIOS)}.", show_default=False)],
     users: Annotated[int | None, typer.Option("--users", "-u", help="Peak users (default: the scenario's).")] = None,
@@ -71,7 +46,7 @@ def load(
     threshold: Annotated[list[str] | None, typer.Option("--threshold", "-t", help=f"Override: {OVERRIDE_HELP}.")]
     = None,
     mix: Annotated[str | None, typer.Option(help=f"Journey mix: {', '.join(scenarios.MIXES)}.")] = None,
-    state_dir: StateDir = DEFAULT_STATE_DIR,
+    state_dir: StateDir = STATE_DIR,
 ) -> None:
     """Run a load scenario against the lab's gateway (or --host) and judge it against its thresholds.
 
@@ -85,7 +60,7 @@ def load(
     from chaoslab.load.report import failed_checks, print_summary
     from chaoslab.load.target import resolve
 
-    with load_errors():
+    with errors():
         chosen = _usage(scenarios.get, scenario)
         duration_s = _usage(scenarios.parse_duration, duration) if duration is not None else None
         params = _usage(chosen.params, users, duration_s, rate)
@@ -95,7 +70,7 @@ def load(
         if workers < 0:
             raise LoadError(f"--workers must be 0 or more, not {workers}")
         target = resolve(state_dir, host)
-        directory = run_dir or new_run_dir("load", chosen.name)
+        directory = run_dir or new_run_dir(DEFAULT_RUNS_DIR, "load", chosen.name)
         req = runner.LoadRequest(scenario=chosen.name, target=target, run_dir=directory, users=users,
                                  duration_s=duration_s, rate=rate, mix=mix, thresholds=threshold or [], ui=ui,
                                  workers=workers)
@@ -139,6 +114,7 @@ def _print_plan(scenario: scenarios.Scenario, params: scenarios.Params, host: st
     out.print(line, highlight=False)
 
 
+@app.command("scale-test")
 def scale_test(
     service: Annotated[str, typer.Argument(help="The service to scale (payments).", show_default=False)],
     replicas: Annotated[str, typer.Option(help="Replica counts to measure, comma separated.")] = "1,2,3",
@@ -154,7 +130,7 @@ def scale_test(
         help="Pass when throughput(N) / (N x throughput(1)) at the largest N is at least this.")] = 0.9,
     run_dir: Annotated[Path | None, typer.Option(help="Where results go (default runs/<time>-scale-<service>).")]
     = None,
-    state_dir: StateDir = DEFAULT_STATE_DIR,
+    state_dir: StateDir = STATE_DIR,
 ) -> None:
     """Scale a service through its replica counts, drive each to saturation, and report the scaling efficiency.
 
@@ -165,7 +141,7 @@ def scale_test(
     """
     from chaoslab.load import scaletest
 
-    with load_errors():
+    with errors():
         counts = _usage(scaletest.parse_replicas, replicas)
         duration_s = _usage(scenarios.parse_duration, duration)
         _usage(scenarios.get, scenario)
@@ -186,8 +162,3 @@ def scale_test(
         )
         if not result["passed"]:
             raise typer.Exit(FAILED)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("load", epilog=f"Scenarios: {SCENARIO_LIST}.")(load)
-    app.command("scale-test")(scale_test)

@@ -1,42 +1,26 @@
-"""The typer commands `chaoslab chaos list|validate|run` and `chaoslab faults`.
+"""`chaoslab chaos list|validate|run` and `chaoslab faults`: Chaos Toolkit experiments against the native lab,
+judged from their journals, and the faults the lab holds.
 
-chaoslab/cli.py (the lab engineer's) registers them with one call, `register(app)`; the logic lives here.
-Chaos Toolkit, requests and the runner are imported inside the commands: every other `chaoslab` command
-starts without paying for them.
+Chaos Toolkit and the runner are imported inside the commands: every other `chaoslab` command starts without
+paying for them.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from chaoslab.lab.paths import DEFAULT_STATE_DIR
+from chaoslab.cli.console import errors, fail, out
+from chaoslab.cli.options import RUNS_DIR, STATE_DIR, RunsDir, StateDir
 
-STATE_ENV = "CHAOSLAB_STATE_DIR"
-
-# Piped output (CI logs, tests) is not squeezed into 80 columns: the verdict table must stay readable there.
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
-
+app = typer.Typer()
 chaos_app = typer.Typer(
     name="chaos", no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
     help="Chaos Toolkit experiments against the native lab, judged from their journals.",
 )
-
-StateDir = Annotated[Path, typer.Option("--state-dir", envvar=STATE_ENV, show_envvar=True,
-                                        help="The lab's state dir.")]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
 
 @chaos_app.command("list")
 def list_experiments() -> None:
@@ -57,7 +41,7 @@ def validate(
     try:
         paths = [experiments.resolve(experiment)] if experiment else experiments.all_experiments()
     except FileNotFoundError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     bad = 0
     for path in paths:
         problems = experiments.lint(path)
@@ -82,7 +66,7 @@ def _parse_vars(items: list[str]) -> dict[str, object]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise _fail(f"bad --var {item!r}: expected KEY=VALUE")
+            raise fail(f"bad --var {item!r}: expected KEY=VALUE")
         try:
             parsed[key] = json.loads(value)
         except ValueError:
@@ -96,38 +80,36 @@ def _parse_vars(items: list[str]) -> dict[str, object]:
                    "Exit code: 0 when the verdict passes, 1 when it fails (whatever `chaos run` exited with).")
 def run_command(
     experiment: Annotated[str, typer.Argument(help="An experiment name (chaos/NAME.json) or path.")],
-    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    state_dir: StateDir = STATE_DIR,
     load_scenario: Annotated[str | None, typer.Option(
         "--load", help="A load scenario to run in the background (`chaoslab load SCENARIO`; `orders` is the "
                        "built-in order stream).")] = None,
     load_rate: Annotated[float, typer.Option(help="Orders per second of the built-in order stream.")] = 8.0,
     warmup: Annotated[float, typer.Option(help="Seconds of load before the experiment starts.")] = 10.0,
     var: Annotated[list[str] | None, typer.Option("--var", help="KEY=VALUE configuration override.")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    runs_dir: RunsDir = RUNS_DIR,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show chaos run's output live.")] = False,
 ) -> None:
     """Run one experiment with `chaos run` (rollbacks always), then print its verdict from the journal."""
-    from chaoslib.exceptions import ActivityFailed
-
     from chaoslab.chaos import experiments, report, runner
 
     try:
         path = experiments.resolve(experiment)
     except FileNotFoundError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     options = runner.RunOptions(path, state_dir, runs_dir, load_scenario, load_rate, warmup,
                                 _parse_vars(var or []), verbose)
-    try:
+    with errors():
         result = runner.run(options)
-    except ActivityFailed as exc:
-        raise _fail(str(exc)) from None
     report.print_verdict(out, result.verdict, chaos_exit_code=result.chaos_exit_code,
                          load_summary=result.load_summary, run_dir=str(result.run_dir))
     raise typer.Exit(0 if result.verdict.passed else 1)
 
 
+@app.command("faults", epilog="Examples:\n\n  chaoslab faults\n\n  chaoslab faults --service payments\n\n"
+             "  chaoslab faults --clear")
 def faults(
-    state_dir: StateDir = Path(DEFAULT_STATE_DIR),
+    state_dir: StateDir = STATE_DIR,
     clear: Annotated[bool, typer.Option("--clear", help="Clear every active fault: in-service faults are "
                                                          "deleted, paused replicas resumed, stopped programs "
                                                          "started.")] = False,
@@ -135,49 +117,33 @@ def faults(
 ) -> None:
     """List the active faults across every replica: in-service faults (admin API, with their remaining TTL),
     and process faults (paused or stopped programs, which have no TTL). --clear clears them all."""
-    from chaoslib.exceptions import ActivityFailed
+    from chaoslab.chaos import report
+    from chaoslab.clients.admin import AdminClient, replicas_of
+    from chaoslab.lab import faults as lab_faults
+    from chaoslab.lab import registry
 
-    from chaoslab.chaos import admin, report, supervise
-    from chaoslab.chaos.registry import STATE_KEY, load_registry
-
-    config = {STATE_KEY: str(state_dir)}
-    try:
-        reg = load_registry(config)
-        sv = supervise.supervisor(config)
-    except ActivityFailed as exc:
-        raise _fail(str(exc)) from None
-    targets = admin.all_replicas(reg, [service] if service else None)
-    procs = supervise.process_faults(sv, service)
-    if clear:
-        cleared = admin.clear_faults(reg, targets)
-        for name in procs["paused"]:
-            sv.call("signalProcess", name, "CONT")
-        started = supervise.start_programs(sv, procs["stopped"])
-        unreachable = [r["replica"] for r in cleared
-                       if "error" in r and r["replica"] not in procs["stopped"] + procs["paused"]]
-        out.print(f"cleared {sum(r['cleared'] for r in cleared)} fault(s)"
-                  + (f"; resumed {', '.join(procs['paused'])}" if procs["paused"] else "")
-                  + (f"; started {', '.join(started)}" if started else "")
-                  + (f"; unreachable: {', '.join(unreachable)}" if unreachable else ""), highlight=False)
-        return
-    listed = admin.list_faults(reg, targets)
+    with errors():
+        reg = registry.find(state_dir)
+        sv = lab_faults.supervisor_of(state_dir)
+        admin = AdminClient.of(reg)
+        targets = replicas_of(reg, [service] if service else None)
+        procs = lab_faults.process_faults(sv, service)
+        if clear:
+            cleared = admin.clear_faults(targets)
+            resumed = lab_faults.resume(sv, procs["paused"])
+            started = lab_faults.start_programs(sv, procs["stopped"])
+            unreachable = [r["replica"] for r in cleared
+                           if "error" in r and r["replica"] not in procs["stopped"] + procs["paused"]]
+            out.print(f"cleared {sum(r['cleared'] for r in cleared)} fault(s)"
+                      + (f"; resumed {', '.join(resumed)}" if resumed else "")
+                      + (f"; started {', '.join(started)}" if started else "")
+                      + (f"; unreachable: {', '.join(unreachable)}" if unreachable else ""), highlight=False)
+            return
+        listed = admin.list_faults(targets)
     if not any(r.get("faults") or "error" in r for r in listed) and not any(procs.values()):
         out.print(f"no active fault on {len(listed)} replica(s)")
         return
     out.print(report.faults_table(listed, procs))
 
 
-def register(app: typer.Typer) -> None:
-    """Add `chaos` and `faults` to the chaoslab CLI."""
-    app.add_typer(chaos_app, name="chaos")
-    app.command("faults")(faults)
-
-
-def main() -> None:  # `python -m chaoslab.chaos.cli chaos ...` before cli.py registers us
-    app = typer.Typer(no_args_is_help=True)
-    register(app)
-    app(sys.argv[1:])
-
-
-if __name__ == "__main__":
-    main()
+app.add_typer(chaos_app, name="chaos")

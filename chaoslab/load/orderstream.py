@@ -1,11 +1,11 @@
 """A small built-in order stream: customers placing orders through the gateway at a steady rate.
 
-`chaoslab chaos run --load orders` runs it in the background when the load engineer's `chaoslab load` is not
-available (or when asked for by name), so an experiment always has traffic to hide or reveal a weakness.
-Every request is one JSON line in --out ({"t", "status", "s", "order_id"?}); SIGTERM stops it and a summary
-line ({"summary": {...}}) ends the file. It logs in once at start, as a client holding a token would.
+`chaoslab chaos run --load orders` runs it in the background (chaoslab.load.background), so an experiment has
+traffic to hide or reveal a weakness without a Locust scenario. Every request is one JSON line in --out
+({"t", "status", "s", "order_id"?}); SIGTERM stops it and a summary line ({"summary": {...}}) ends the file.
+It logs in once at start as the lab's probe customer, as a client holding a token would.
 
-    python -m chaoslab.chaos.orderstream --state-dir STATE --rate 8 --out RUN/load.jsonl
+    python -m chaoslab.load.orderstream --state-dir STATE --rate 8 --out RUN/load.jsonl
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from typing import Any
 
 import requests
 
-from chaoslab.chaos import shop
-from chaoslab.chaos.registry import load_registry
+from chaoslab.clients import shop
+from chaoslab.lab import registry
 
 REQUEST_TIMEOUT_S = 15.0
 
 
 class Stream:
-    def __init__(self, reg: dict[str, Any], rate: float, workers: int, out: Path) -> None:
-        self.reg = reg
+    def __init__(self, customer: shop.StoredCustomer, rate: float, workers: int, out: Path) -> None:
+        self.customer = customer
         self.interval = workers / rate  # each worker paces itself; together they make `rate`
         self.workers = workers
         self.out = out
@@ -61,11 +61,11 @@ class Stream:
                 return self.token
             # auth down or slow: keep the old token, record the failures, try again at the next 401
             with contextlib.suppress(Exception):
-                self.token = shop.token(self.reg, fresh=True)
+                self.token = self.customer.customer(fresh=True).token
             return self.token
 
     def _worker(self, offset: float) -> None:
-        session = requests.Session()
+        client = shop.ShopClient(self.customer.client.gateway_url)  # a connection pool per worker
         next_at = time.monotonic() + offset
         while not self.stop.is_set():
             self.stop.wait(max(0.0, next_at - time.monotonic()))
@@ -77,8 +77,8 @@ class Stream:
             started = time.monotonic()
             order_id = None
             try:
-                resp = session.post(f"{self.reg['gateway_url']}/api/orders", json=shop.ORDER, headers=headers,
-                                    timeout=REQUEST_TIMEOUT_S)
+                resp = client.request("POST", shop.ORDERS, json=shop.SAMPLE_ORDER, headers=headers,
+                                      timeout_s=REQUEST_TIMEOUT_S)
                 status = resp.status_code
                 if status in (200, 201):
                     order_id = resp.json().get("id")
@@ -90,7 +90,7 @@ class Stream:
             next_at = max(next_at, time.monotonic())  # after a slow answer, do not fire a burst to catch up
 
     def run(self) -> dict[str, Any]:
-        self.token = shop.token(self.reg)
+        self.token = self.customer.customer().token
         threads = [threading.Thread(target=self._worker, args=(i * self.interval / self.workers,),
                                     daemon=True) for i in range(self.workers)]
         for thread in threads:
@@ -113,14 +113,17 @@ class Stream:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m chaoslab.chaos.orderstream", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m chaoslab.load.orderstream", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--rate", type=float, default=8.0, help="orders per second")
     parser.add_argument("--workers", type=int, default=8, help="concurrent customers (slow answers overlap)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    stream = Stream(load_registry({"chaoslab_state_dir": args.state_dir}), args.rate, args.workers, args.out)
+    state = Path(args.state_dir).resolve()
+    gateway = registry.find(state)["gateway_url"]
+    customer = shop.StoredCustomer(shop.ShopClient(gateway), state / "chaos" / "customer.json")
+    stream = Stream(customer, args.rate, args.workers, args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: setattr(stream, "stop_requested", True))

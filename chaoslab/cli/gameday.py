@@ -1,4 +1,4 @@
-"""`chaoslab gameday [--plan quick|full|FILE]`, added to the main CLI by `register(app)`.
+"""`chaoslab gameday [--plan quick|full|FILE]`: the lab's main job (chaoslab.gameday does the work).
 
 Exit codes: 0 every verdict passed, 1 a verdict failed (the table and junit.xml name it), 2 the plan is not
 valid, 130 interrupted. Heavy imports (Chaos Toolkit, Locust's helpers, Jinja2) wait until the command runs.
@@ -7,29 +7,25 @@ valid, 130 interrupted. Heavy imports (Chaos Toolkit, Locust's helpers, Jinja2) 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from chaoslab.lab.paths import DEFAULT_STATE_DIR
+from chaoslab.cli.console import errors, out
+from chaoslab.cli.options import RUNS_DIR, STATE_DIR, RunsDir, StartBasePort, StateDir
+from chaoslab.errors import FAILED, INTERRUPTED
 
-PLAN_INVALID, FAILED, INTERRUPTED = 2, 1, 130
-err = Console(stderr=True)
+app = typer.Typer()
 
 
+@app.command("gameday", epilog="Examples:\n\n  chaoslab gameday                 (the quick plan)\n\n"
+             "  chaoslab gameday --plan full --down\n\n  chaoslab gameday --plan my-plan.yaml --check")
 def gameday(
     plan: Annotated[str, typer.Option("--plan", "-p", help="quick, full (plans/*.yaml) or a plan file; "
                                                           "the format is in plans/README.md.")] = "quick",
-    state_dir: Annotated[Path, typer.Option("--state-dir", envvar="CHAOSLAB_STATE_DIR", show_envvar=True,
-                                            help="The lab's state dir (started there when no lab runs).")]
-    = Path(DEFAULT_STATE_DIR),
-    base_port: Annotated[int | None, typer.Option(envvar="CHAOSLAB_BASE_PORT", show_envvar=True,
-                                                  help="Base port when the lab has to be started "
-                                                       "(default: the state dir's, else 18000).")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where the run directory goes.")] = Path("runs"),
+    state_dir: StateDir = STATE_DIR,
+    base_port: StartBasePort = None,
+    runs_dir: RunsDir = RUNS_DIR,
     down: Annotated[bool, typer.Option("--down", help="Stop the lab at the end if the gameday started it.")]
     = False,
     grafana_url: Annotated[str | None, typer.Option(envvar="GRAFANA_URL", show_envvar=True,
@@ -49,12 +45,9 @@ def gameday(
     from chaoslab.gameday import runner
     from chaoslab.gameday.console import UI, verdict_table
 
-    try:
+    with errors():
         chosen = plans.load(plan)
-    except plans.PlanError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(PLAN_INVALID) from None
-    ui = UI()
+    ui = UI(out)
     if check:
         ui.console.print(f"plan {chosen.name} ({chosen.source}) is valid: "
                          f"{', '.join(e.name for e in chosen.experiments)}"
@@ -76,8 +69,3 @@ def gameday(
         raise typer.Exit(FAILED)
     ui.console.print(f"[bold green]PASSED[/]: all {len(verdicts)} verdicts in {result.duration_s:g} s; {where}",
                      highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("gameday", epilog="Examples:\n\n  chaoslab gameday                 (the quick plan)\n\n"
-                "  chaoslab gameday --plan full --down\n\n  chaoslab gameday --plan my-plan.yaml --check")(gameday)

@@ -1,0 +1,38 @@
+"""`chaoslab`: the command line. Each module holds a group of commands (a typer app whose commands are merged
+into the root app here); options, consoles and the error-to-exit-code mapping are declared once:
+
+- options.py   the shared options (--state-dir, --base-port, --runs-dir, --json)
+- console.py   the consoles, errors to messages and exit codes, progress
+- lab.py       up, status, scale, logs, env, down
+- traces.py    trace, traces (and logs --trace)
+- demo.py      demo
+- load.py      load, scale-test
+- chaos.py     chaos list|validate|run, faults
+- gameday.py   gameday
+
+Library code (chaoslab.lab, .load, .chaos, .gameday, .clients) never imports this package.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from chaoslab.cli import chaos, demo, gameday, lab, load, traces
+
+app = typer.Typer(
+    name="chaoslab",
+    help="chaoslab: a microservice shop, instrumented end to end, to load, break and check.\n\n"
+    "The native lab runs every service as local processes under supervisord, beside its own RabbitMQ node, "
+    "Prometheus and Alertmanager, all under one state dir and one range of ports.",
+    epilog="Start with: chaoslab up; then chaoslab status; stop with chaoslab down. "
+    "Every command that acts on a lab takes --state-dir (env CHAOSLAB_STATE_DIR, default .chaoslab).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+for group in (lab.app, traces.app, demo.app, load.app, chaos.app, gameday.app):
+    app.add_typer(group)
+
+
+def main() -> None:
+    app()

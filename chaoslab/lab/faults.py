@@ -1,0 +1,156 @@
+"""Faults the lab holds outside the services, and their undoing, through its supervisord: a replica killed
+(SIGKILL: supervisord restarts it), paused (SIGSTOP, until SIGCONT), a program stopped (until started).
+
+Also what any fault can leave behind (in-service faults through the admin API, paused or stopped programs),
+and `restore()`: the rollback of last resort that every experiment ends with, that a gameday runs before it
+starts and after a failed experiment, and that `chaoslab faults --clear` runs.
+"""
+
+from __future__ import annotations
+
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from chaoslab.clients.admin import AdminClient, replicas_of
+from chaoslab.errors import LabError
+from chaoslab.lab.paths import LabPaths
+from chaoslab.lab.probes import all_ready, broker_serving, poll
+from chaoslab.lab.supervisor import Supervisor
+
+BROKER = "rabbitmq"
+STOP_TIMEOUT_S = 90.0  # RabbitMQ's stopwaitsecs is 30; a replica's 20
+RESTORE_TIMEOUT_S = 90.0
+
+
+def supervisor_of(state_dir: str | Path) -> Supervisor:
+    """The running lab's supervisord; LabError when none answers."""
+    sv = Supervisor(LabPaths.of(state_dir))
+    if not sv.is_running():
+        raise LabError(f"no supervisord answers for the lab in {LabPaths.of(state_dir).state}",
+                       hint=f"start it: chaoslab up --state-dir {state_dir}")
+    return sv
+
+
+def _fault_name(fault: xmlrpc.client.Fault) -> str:
+    return fault.faultString.split(":", 1)[0]
+
+
+def signal(sv: Supervisor, name: str, sig: str) -> dict[str, Any]:
+    """Send `sig` (KILL, STOP, CONT) to one program's process: {"name", "pid" (before the signal), "signal", "at"}."""
+    info = sv.process(name)
+    if info["statename"] != "RUNNING":
+        raise LabError(f"{name} is {info['statename']}, not RUNNING: nothing to signal")
+    sv.call("signalProcess", name, sig)
+    return {"name": name, "pid": int(info["pid"]), "signal": sig, "at": time.time()}
+
+
+def running_programs(sv: Supervisor, names: list[str]) -> list[str]:
+    return [n for n in names if sv.process(n)["statename"] == "RUNNING"]
+
+
+def paused_programs(sv: Supervisor) -> list[str]:
+    """Programs whose process is stopped by SIGSTOP (supervisord still says RUNNING)."""
+    out = []
+    for info in sv.processes():
+        pid = int(info.get("pid") or 0)
+        if not pid:
+            continue
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+                out.append(str(info["name"]))
+        except psutil.Error:
+            continue
+    return out
+
+
+def resume(sv: Supervisor, names: list[str]) -> list[str]:
+    for name in names:
+        sv.call("signalProcess", name, "CONT")
+    return names
+
+
+def process_faults(sv: Supervisor, service: str | None = None) -> dict[str, list[str]]:
+    """Process faults in place now: paused programs, and programs stopped or given up by supervisord (a killed
+    replica between its death and its restart is neither). Process faults have no TTL: this is how
+    `chaoslab faults` and the runners find the ones a crashed experiment left."""
+
+    def wanted(name: str) -> bool:
+        return service is None or name.rsplit("-", 1)[0] == service
+
+    stopped = [str(p["name"]) for p in sv.processes()
+               if p["statename"] in ("STOPPED", "EXITED", "FATAL") and wanted(str(p["name"]))]
+    return {"paused": [n for n in paused_programs(sv) if wanted(n)], "stopped": stopped}
+
+
+def stop_programs(sv: Supervisor, names: list[str]) -> list[str]:
+    """Stop programs gracefully (SIGTERM, then their stopwaitsecs); those already stopped are left out."""
+    stopped = []
+    for name in names:
+        try:
+            sv.call("stopProcess", name, True, timeout_s=STOP_TIMEOUT_S)
+            stopped.append(name)
+        except xmlrpc.client.Fault as fault:
+            if _fault_name(fault) != "NOT_RUNNING":
+                raise LabError(f"stopping {name}: {fault.faultString}") from None
+    return stopped
+
+
+def start_programs(sv: Supervisor, names: list[str]) -> list[str]:
+    """Start programs (a paused one is resumed first, or it would stay frozen); those running are left out."""
+    started = []
+    paused = set(paused_programs(sv))
+    for name in names:
+        if name in paused:
+            sv.call("signalProcess", name, "CONT")
+        try:
+            sv.call("startProcess", name, True, timeout_s=STOP_TIMEOUT_S)
+            started.append(name)
+        except xmlrpc.client.Fault as fault:
+            if _fault_name(fault) != "ALREADY_STARTED":
+                raise LabError(f"starting {name}: {fault.faultString}") from None
+    return started
+
+
+def wait_until(check: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2) -> float:
+    """Seconds until `check()` held; LabError naming `what` after `timeout_s`."""
+    found, waited = poll(check, timeout_s, interval_s)
+    if not found:
+        raise LabError(f"{what} not within {timeout_s:g} s")
+    return waited
+
+
+def leftovers(registry: dict[str, Any], sv: Supervisor) -> dict[str, list[str]]:
+    """Whatever a fault could have left behind: active in-service faults, paused or stopped programs."""
+    listed = AdminClient.of(registry).list_faults(replicas_of(registry))
+    faults = [f"{r['replica']}:{f['kind']}:{f['id']}" for r in listed for f in r.get("faults", [])]
+    procs = process_faults(sv)
+    return {k: v for k, v in {"faults": faults, "paused": procs["paused"], "stopped": procs["stopped"]}.items()
+            if v}
+
+
+def restore(registry: dict[str, Any], sv: Supervisor | None, timeout_s: float = RESTORE_TIMEOUT_S) -> dict[str, Any]:
+    """Undo any fault of the catalogue: resume paused replicas, start stopped programs (the broker first, so the
+    services reconnect to a broker that runs), wait until everything is ready, and clear every in-service fault
+    (also after a timeout: never leave a fault). Without a supervisord (`sv` None: compose, where containers
+    restart by their own policy) only the in-service faults are cleared and readiness awaited."""
+    admin = AdminClient.of(registry)
+    resumed: list[str] = []
+    started: list[str] = []
+    try:
+        if sv is not None:
+            resumed = resume(sv, paused_programs(sv))
+            names = [p["name"] for p in sv.processes() if p["statename"] not in ("RUNNING", "STARTING")]
+            names.sort(key=lambda n: n != BROKER)
+            started = start_programs(sv, names)
+            if BROKER in started:
+                wait_until(lambda: broker_serving(registry), timeout_s, "the broker serving")
+        waited = wait_until(lambda: all_ready(registry), timeout_s, "every replica ready", interval_s=0.5)
+    finally:
+        cleared = admin.clear_faults(replicas_of(registry))
+    return {"resumed": resumed, "started": started, "ready_after_s": round(waited, 3),
+            "faults_cleared": sum(r["cleared"] for r in cleared)}
