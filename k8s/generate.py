@@ -81,6 +81,11 @@ def _env(service: str) -> list[dict[str, Any]]:
         _secret("ADMIN_TOKEN", "admin-token"),
         {"name": "AUTH_URL", "value": "http://auth:8080"},
         {"name": "LOG_LEVEL", "value": "info"},
+        # No trace backend in the base: record no span. Without an OTLP endpoint the kit appends every recorded
+        # span to a file under SPANS_DIR (native mode's trace store), which here grows on the pod's /tmp emptyDir
+        # until the kubelet evicts the pod. The observability overlay sets the endpoint and this back to 1.0 by its
+        # index, 7 (its patch tests the name there first: keep the entries above it the same for every service).
+        {"name": "OTEL_TRACES_SAMPLER_ARG", "value": "0"},
     ]
     if spec.database:
         # Kubernetes expands $(DB_PASSWORD) from the variable defined before it: the URL never holds a secret.
