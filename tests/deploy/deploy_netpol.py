@@ -5,6 +5,14 @@ selecting S has an egress rule matching D and p) and D may receive it (likewise 
 a pod selected by no policy of a direction is open in that direction. Peers outside the namespace (Prometheus,
 kube-dns, Jaeger, the API server, the rest of the world) are modelled with the labels they carry, and are not
 subject to this namespace's policies.
+
+Where network plugins differ, the edges are computed for each reading (`CNIS`), and a policy must give the call
+graph under all of them: docs/deploy.md recommends Calico or Cilium. They differ on ipBlock peers: Calico
+matches an ipBlock against IP addresses, pods' and nodes' included, while Cilium (policyCIDRMatchMode unset, its
+default) matches only addresses outside the cluster ("world"), never a pod, a node or the API server, which it
+knows as the host, remote-node or kube-apiserver entity (cilium/cilium#20550; docs.cilium.io, "Selecting nodes with
+CIDR / ipBlock"; its k8s NetworkPolicy parser, pkg/k8s/network_policy.go, turns an ipBlock into toCIDRSet and a
+rule without peers into the wildcard selector that matches every identity).
 """
 
 from __future__ import annotations
@@ -28,12 +36,16 @@ class Port:
         return f"{self.number}/{self.protocol}"
 
 
+CNIS = ("calico", "cilium")
+
+
 @dataclass
 class Entity:
     name: str
     namespace: str | None  # None: an IP outside the cluster's pods (the API server, the world)
     labels: dict[str, str] = field(default_factory=dict)
     ports: tuple[Port, ...] = ()
+    world: bool = False  # outside the cluster altogether (not a pod, a node or the API server)
 
     @property
     def ns_labels(self) -> dict[str, str]:
@@ -63,10 +75,11 @@ def workloads(layer: str) -> list[Entity]:
     return out
 
 
-def _peer_matches(peer: dict[str, Any], entity: Entity) -> bool:
+def _peer_matches(peer: dict[str, Any], entity: Entity, cni: str) -> bool:
     if "ipBlock" in peer:
-        # Conservative: a CIDR that covers everything also covers pod IPs on most network plugins.
-        return peer["ipBlock"]["cidr"] == "0.0.0.0/0" and not peer["ipBlock"].get("except")
+        # Conservative: only a CIDR that covers everything is taken to cover an entity's address.
+        covers = peer["ipBlock"]["cidr"] == "0.0.0.0/0" and not peer["ipBlock"].get("except")
+        return covers and (cni == "calico" or entity.world)
     if entity.namespace is None:
         return False
     if "namespaceSelector" in peer:
@@ -91,7 +104,7 @@ def _port_matches(rule_ports: list[dict[str, Any]] | None, port: Port) -> bool:
     return False
 
 
-def _allowed(layer: str, subject: Entity, peer: Entity, port: Port, direction: str) -> bool:
+def _allowed(layer: str, subject: Entity, peer: Entity, port: Port, direction: str, cni: str) -> bool:
     """May `subject` (in this namespace) send to / receive from `peer` on `port`?"""
     if subject.namespace != NAMESPACE:
         return True  # not governed by this namespace's policies
@@ -106,12 +119,13 @@ def _allowed(layer: str, subject: Entity, peer: Entity, port: Port, direction: s
         isolated = True
         for rule in spec.get(key, []) or []:
             peers = rule.get(peers_key)
-            if (not peers or any(_peer_matches(p, peer) for p in peers)) and _port_matches(rule.get("ports"), port):
+            if (not peers or any(_peer_matches(p, peer, cni) for p in peers)) and _port_matches(rule.get("ports"),
+                                                                                              port):
                 return True
     return not isolated
 
 
-def allowed_edges(layer: str) -> set[tuple[str, str, str]]:
+def allowed_edges(layer: str, cni: str = "calico") -> set[tuple[str, str, str]]:
     inside = workloads(layer)
     edges = set()
     for source in [*inside, *EXTERNAL_SOURCES]:
@@ -119,7 +133,8 @@ def allowed_edges(layer: str) -> set[tuple[str, str, str]]:
             if dest.namespace != NAMESPACE and source.namespace != NAMESPACE:
                 continue  # neither end is ours
             for port in dest.ports:
-                if _allowed(layer, source, dest, port, "egress") and _allowed(layer, dest, source, port, "ingress"):
+                if (_allowed(layer, source, dest, port, "egress", cni)
+                        and _allowed(layer, dest, source, port, "ingress", cni)):
                     edges.add((source.name, dest.name, str(port)))
     # What anything may reach, no specific outside peer needs to be listed for.
     open_to_all = {(d, p) for s, d, p in edges if s == "*"}
