@@ -139,3 +139,10 @@ def allowed_edges(layer: str, cni: str = "calico") -> set[tuple[str, str, str]]:
     # What anything may reach, no specific outside peer needs to be listed for.
     open_to_all = {(d, p) for s, d, p in edges if s == "*"}
     return {(s, d, p) for s, d, p in edges if s == "*" or not (s in ("prometheus",) and (d, p) in open_to_all)}
+
+
+def allows(layer: str, source: Entity, dest: str, port: Port, cni: str = "calico") -> bool:
+    """May `source` (an outside peer, e.g. some stack's Prometheus pod) open `port` of the workload `dest`?"""
+    (target,) = [w for w in workloads(layer) if w.name == dest]
+    return _allowed(layer, source, target, port, "egress", cni) and _allowed(layer, target, source, port, "ingress",
+                                                                            cni)
