@@ -141,8 +141,11 @@ def allowed_edges(layer: str, cni: str = "calico") -> set[tuple[str, str, str]]:
     return {(s, d, p) for s, d, p in edges if s == "*" or not (s in ("prometheus",) and (d, p) in open_to_all)}
 
 
-def allows(layer: str, source: Entity, dest: str, port: Port, cni: str = "calico") -> bool:
-    """May `source` (an outside peer, e.g. some stack's Prometheus pod) open `port` of the workload `dest`?"""
-    (target,) = [w for w in workloads(layer) if w.name == dest]
-    return _allowed(layer, source, target, port, "egress", cni) and _allowed(layer, target, source, port, "ingress",
-                                                                            cni)
+
+def allows(layer: str, source: Entity | str, dest: Entity | str, port: Port, cni: str = "calico") -> bool:
+    """May `source` open `port` of `dest`? Each is a workload of the layer (by name) or an outside peer (an Entity:
+    some stack's Prometheus pod, some installer's trace collector)."""
+    inside = {w.name: w for w in workloads(layer)}
+    src = inside[source] if isinstance(source, str) else source
+    dst = inside[dest] if isinstance(dest, str) else dest
+    return _allowed(layer, src, dst, port, "egress", cni) and _allowed(layer, dst, src, port, "ingress", cni)

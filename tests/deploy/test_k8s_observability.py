@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from deploy_k8s import named, of_kind, selector_matches
+from deploy_netpol import CNIS, Entity, Port, allows
 from deploy_support import REPO, SERVICES, load_yaml, run, tool
 
 pytestmark = pytest.mark.quick
@@ -56,3 +57,24 @@ def test_every_service_exports_traces_over_otlp_http() -> None:
         env = {e["name"]: e.get("value") for e in named(LAYER, "Deployment", service)["spec"]["template"]["spec"]
                ["containers"][0]["env"]}
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318"), service
+
+
+# How the common installers label an OTLP collector's pods in the tracing namespace: the Jaeger Helm chart
+# (app.kubernetes.io/name from the chart's name), the Jaeger Operator (pkg/deployment/collector.go: "<instance>-
+# collector"), the OpenTelemetry Operator (internal/manifests/manifestutils/labels.go: "<name>-collector").
+COLLECTORS = (
+    Entity("jaeger-helm-chart", "observability", {"app.kubernetes.io/name": "jaeger",
+                                                  "app.kubernetes.io/component": "all-in-one"}, (Port(4318),)),
+    Entity("jaeger-operator", "observability", {"app.kubernetes.io/name": "simplest-collector",
+                                                "app.kubernetes.io/component": "collector"}, (Port(4318),)),
+    Entity("otel-operator", "observability", {"app.kubernetes.io/name": "otel-collector",
+                                              "app.kubernetes.io/component": "opentelemetry-collector"},
+           (Port(4318),)),
+)
+
+
+@pytest.mark.parametrize("collector", COLLECTORS, ids=lambda c: c.name)
+def test_spans_reach_a_collector_whatever_its_installer_named_it(collector: Entity) -> None:
+    for service in SERVICES:
+        for cni in CNIS:
+            assert allows(LAYER, service, collector, Port(4318), cni), f"{service} -> {collector.name} ({cni})"
