@@ -160,29 +160,18 @@ def k8s_service(service: str) -> dict[str, Any]:
 
 
 def hpa(service: str) -> dict[str, Any]:
-    metrics: list[dict[str, Any]] = [
-        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
-    ]
-    annotations = {}
-    if service == "payments":
-        # payments is I/O-bound (a simulated provider with PROVIDER_CONCURRENCY=8 calls per replica): CPU stays
-        # low while requests queue, so it also scales on its own in-flight gauge, per pod.
-        metrics.append({"type": "Pods", "pods": {"metric": {"name": "payments_inflight"},
-                                                 "target": {"type": "AverageValue", "averageValue": "6"}}})
-        annotations["chaoslab.dev/note"] = (
-            "payments_inflight reaches the HPA through prometheus-adapter (custom.metrics.k8s.io, a Pods metric "
-            "from the payments_inflight gauge); see docs/deploy.md. Without the adapter the HPA scales on CPU only.")
-    metadata: dict[str, Any] = {"name": service, "labels": _labels(service)}
-    if annotations:
-        metadata["annotations"] = annotations
+    # CPU only, from metrics-server, which docs/deploy.md requires. payments is I/O-bound and also scales well on
+    # its in-flight gauge, but that Pods metric needs prometheus-adapter, and an HPA with a metric nobody serves
+    # never scales down: it is the opt-in component k8s/components/payments-inflight-hpa.
     return {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": metadata,
+        "metadata": {"name": service, "labels": _labels(service)},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service},
             "minReplicas": 2,  # two, so that a pod kill or a node drain never takes a service out
             "maxReplicas": 8 if service == "payments" else 6,
-            "metrics": metrics,
+            "metrics": [{"type": "Resource",
+                         "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
             "behavior": {"scaleDown": {"stabilizationWindowSeconds": 120}},
         },
     }
