@@ -41,6 +41,7 @@ PROMETHEUS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata
 DNS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
 
+PRESTOP_DELAY_S = 5  # how long a stopping pod keeps serving after it has left its Service's endpoints
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
                 "seccompProfile": {"type": "RuntimeDefault"}}
 CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
@@ -121,7 +122,9 @@ def deployment(service: str) -> dict[str, Any]:
                 "spec": {
                     "automountServiceAccountToken": False,  # the services never talk to the API server
                     "enableServiceLinks": False,  # no injected <SERVICE>_PORT variables in their environment
-                    "terminationGracePeriodSeconds": 20,
+                    # The preStop delay, then the kit's drain (services/kit/app.py, DRAIN_TIMEOUT_S = 10) and
+                    # its shutdown hooks.
+                    "terminationGracePeriodSeconds": PRESTOP_DELAY_S + 20,
                     "securityContext": POD_SECURITY,
                     "containers": [{
                         "name": service,
@@ -138,6 +141,11 @@ def deployment(service: str) -> dict[str, Any]:
                         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                                       "limits": {"cpu": "1", "memory": "256Mi"}},
                         "securityContext": CONTAINER_SECURITY,
+                        # The kubelet takes a terminating pod out of the Service's endpoints while it sends SIGTERM,
+                        # and the kit stops accepting at SIGTERM: without a pause, kube-proxy still sends requests
+                        # to a closed listener during a rolling update. The pause holds SIGTERM back until the
+                        # endpoints are updated everywhere (the image has coreutils' sleep).
+                        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_DELAY_S)]}}},
                         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                     }],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],

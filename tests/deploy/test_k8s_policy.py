@@ -15,6 +15,11 @@ from deploy_support import SERVICES, run, tool
 
 pytestmark = pytest.mark.quick
 
+# Endpoint updates reach every node's kube-proxy within a few seconds; the kit's graceful shutdown (in-flight
+# requests, the outbox and consumer loops, the database pool) is bounded by its own timeouts, 10 s at most.
+PRESTOP_MIN_S = 5
+KIT_SHUTDOWN_S = 10
+
 
 def _effective(workload: dict, container: dict, key: str) -> object:
     """A securityContext field as the kubelet applies it: the container's, else the pod's."""
@@ -163,3 +168,20 @@ def test_the_payments_inflight_component_adds_the_adapter_metric(tmp_path: Path)
     for name, hpa in hpas.items():
         if name != "payments":
             assert {m["type"] for m in hpa["spec"]["metrics"]} == {"Resource"}, name
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_a_stopping_replica_leaves_the_service_before_it_stops_listening(layer: str) -> None:
+    """A terminating pod is taken out of its Service's endpoints while the kubelet already sends SIGTERM, and the
+    kit closes its listener at once on SIGTERM: without a delay in between, a rolling update drops the requests
+    that kube-proxy still sends to it. A preStop sleep holds SIGTERM back until the endpoints are updated, and the
+    grace period leaves the kit its own shutdown after it."""
+    for deployment in of_kind(layer, "Deployment"):
+        name = deployment["metadata"]["name"]
+        container = pod_spec(deployment)["containers"][0]
+        command = (((container.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command")
+        assert command and command[0] == "sleep", f"{name}: no preStop delay"
+        delay = int(command[1])
+        assert delay >= PRESTOP_MIN_S, f"{name}: preStop sleeps {delay}s"
+        grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
+        assert grace >= delay + KIT_SHUTDOWN_S, f"{name}: {grace}s grace for {delay}s + the kit's shutdown"
