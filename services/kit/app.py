@@ -1,5 +1,12 @@
 """The service factory: every replica gets the same public/admin ports, health, metrics, tracing, logs,
-faults, errors and graceful shutdown, so that a service's own module holds only its business logic."""
+faults, errors and graceful shutdown, so that a service's own module holds only its business logic.
+
+A service is built from its facts in services/contract.py (`Service(contract.ORDERS)`), sets its resources on
+its applications under typed keys (`svc.app[PAYMENTS] = ...`) and gives every resource one lifetime: an async
+generator that opens it, yields while the replica serves, and closes it (`svc.lifetime(fn)`), the way aiohttp's
+cleanup contexts work. Start: the admin port, the tables (untraced), the lifetimes in order, then the public
+port. SIGTERM: not ready, the public port drains its in-flight requests, the lifetimes close in reverse.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +14,25 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 from sqlalchemy import MetaData
 
+from services.contract import ServiceFacts, native_port
 from services.kit import metrics
 from services.kit.admin import admin_app
-from services.kit.appkeys import SERVICE
 from services.kit.breaker import make_breaker
-from services.kit.config import CommonConfig, ConfigError
-from services.kit.db import Database
+from services.kit.config import CommonConfig, ConfigError, upstream_address
+from services.kit.db import DATABASE, Database
 from services.kit.errors import error_middleware
 from services.kit.faults import FaultRegistry
 from services.kit.health import Check, Health
 from services.kit.http_client import Upstream
 from services.kit.http_server import fault_middleware, request_log_middleware
 from services.kit.logs import setup_logging
-from services.kit.tokens import JwksVerifier
+from services.kit.tokens import VERIFIER, JwksVerifier
 from services.kit.tracing import (
     http_client_trace_configs,
     http_server_middlewares,
@@ -35,90 +42,126 @@ from services.kit.tracing import (
     untraced,
 )
 
-Hook = Callable[["Service"], Awaitable[None]]
+Lifetime = Callable[["Service"], AsyncGenerator[None, None]]
+Task = Callable[["Service"], Awaitable[None]]
 
 # Longest time a replica waits for in-flight requests after SIGTERM before it closes them.
 DRAIN_TIMEOUT_S = 10.0
+# A background task that crashed starts again after this pause.
+RESTART_PAUSE_S = 1.0
+
+
+def _name(fn: Callable[..., object]) -> str:
+    return getattr(fn, "__name__", "?")
 
 
 class Service:
-    """One replica of a service. `uses_broker` is informational (the service talks to RabbitMQ); the kit does
-    not instrument aio-pika for it, because orders and notifications make their own producer and consumer spans
-    around the kit's trace-header helpers, and a second instrumentation would double them."""
+    """One replica of the service `facts` describes: its name, its default port (the native lab's), whether it
+    owns a database, and whether its public port speaks HTTP (a gRPC service serves its own port from a lifetime,
+    and the kit serves only the admin port)."""
 
-    def __init__(self, name: str, default_port: int, *, uses_db: bool = True, uses_broker: bool = False,
-                 public_http: bool = True) -> None:
-        self.name = name
+    def __init__(self, facts: ServiceFacts) -> None:
+        self.facts = facts
+        self.name = name = facts.name
         try:
-            self.config = CommonConfig.from_env(name, default_port)
+            self.config = CommonConfig.from_env(name, native_port(name))
         except ConfigError as exc:
             print(f"{name}: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-        self.uses_broker = uses_broker
-        self.public_http = public_http
+        self.public_http = not facts.is_grpc
         self.log = setup_logging(name, self.config.replica, self.config.log_level)
         # Tracing first: its instrumentation patches aiohttp before any application or session exists.
         self._tracer_provider = setup_tracing(self.config)
         metrics.register_for(name)
         self.faults = FaultRegistry()
-        self.db: Database | None = Database(self.config.database_url) if uses_db else None
-        if self.db is not None:
-            instrument_sqlalchemy(self.db.engine)
-        self._metadata: list[MetaData] = []
-        self._startup: list[Hook] = []
-        self._shutdown: list[Hook] = []
-        self._background: list[Hook] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._session: aiohttp.ClientSession | None = None
-        self._verifier: JwksVerifier | None = None
         self.health = Health(name, self.config.replica)
+        self._metadata: list[MetaData] = []
+        self._lifetimes: list[Lifetime] = []
+        self._session: aiohttp.ClientSession | None = None
+        self.verifier = JwksVerifier(self.config.auth_url, lambda: self.session)
         self.app = web.Application(middlewares=[
             *http_server_middlewares(), request_log_middleware(self.log, measure=self.config.instrumentation),
             error_middleware(self.log), fault_middleware(self.faults)])
-        self.app[SERVICE] = self
+        self.app[VERIFIER] = self.verifier
         self.admin = admin_app(token=self.config.admin_token, faults=self.faults, health=self.health, log=self.log)
-        self.admin[SERVICE] = self
-        if self.db is not None:
+        self.db: Database | None = None
+        if facts.database:
+            self.db = Database(self.config.database_url)
+            instrument_sqlalchemy(self.db.engine)
+            self.app[DATABASE] = self.admin[DATABASE] = self.db
             self.add_readiness_check("database", self.db.ping)
+            self.lifetime(self._database)
+        self.lifetime(self._client_session)
 
     # -- composition -----------------------------------------------------------------------------------
     def metadata(self, md: MetaData) -> None:
+        """The service's tables: created at start, before any lifetime is entered."""
         self._metadata.append(md)
 
     def add_readiness_check(self, name: str, check: Check, required: bool = True) -> None:
         self.health.add_check(name, check, required)
 
-    def on_startup(self, hook: Hook) -> None:
-        self._startup.append(hook)
+    def lifetime(self, fn: Lifetime) -> None:
+        """`fn(svc)` is an async generator that opens a resource, yields once while the replica serves, and closes
+        it. Entered in the order given, after the admin port opened and the tables exist and before the public port
+        opens (and traced: a server it starts hands that context to its handlers); exited in reverse after the
+        in-flight requests drained."""
+        self._lifetimes.append(fn)
 
-    def on_shutdown(self, hook: Hook) -> None:
-        self._shutdown.append(hook)
+    def background(self, fn: Task) -> None:
+        """`fn(svc)` runs as a task for the replica's life (a lifetime of its own): started with the lifetimes,
+        restarted after a pause if it crashes, cancelled when the lifetimes close."""
 
-    def background(self, hook: Hook) -> None:
-        self._background.append(hook)
+        async def in_background(svc: Service) -> AsyncGenerator[None, None]:
+            async with svc.running(lambda: fn(svc), _name(fn)):
+                yield
+
+        in_background.__name__ = _name(fn)
+        self.lifetime(in_background)
+
+    @contextlib.asynccontextmanager
+    async def running(self, fn: Callable[[], Awaitable[None]], name: str) -> AsyncIterator[None]:
+        """`fn()` as a background task inside the block (restarted if it crashes), cancelled at its end."""
+        task = asyncio.create_task(self._guard(fn, name), name=name)
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The replica's one HTTP client session (the upstreams' and the JWKS fetches'), open while it serves."""
         if self._session is None:
-            # Connections to upstreams are reused; the limit keeps a slow upstream from eating every socket.
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=100),
-                                                  trace_configs=http_client_trace_configs())
+            raise RuntimeError("the client session is open only while the replica serves (its lifetimes)")
         return self._session
 
-    def upstream(self, name: str, base_url: str, *, timeout_s: float | None = None, retries: int = 2,
+    def upstream(self, service: ServiceFacts, *, timeout_s: float | None = None, retries: int = 2,
                  fail_max: int = 5, reset_s: float = 5.0) -> Upstream:
-        return Upstream(name, base_url, lambda: self.session, self.faults,
+        """An HTTP upstream at its address variable (USERS_URL, ...), the native address by default."""
+        return Upstream(service.name, upstream_address(service), lambda: self.session, self.faults,
                         timeout_s=timeout_s or self.config.upstream_timeout_s, retries=retries,
-                        breaker=make_breaker(name, fail_max, reset_s))
+                        breaker=make_breaker(service.name, fail_max, reset_s))
 
-    @property
-    def verifier(self) -> JwksVerifier:
-        if self._verifier is None:
-            self._verifier = JwksVerifier(self.config.auth_url, lambda: self.session)
-        return self._verifier
+    # -- the kit's own lifetimes ------------------------------------------------------------------------
+    async def _database(self, _: Service) -> AsyncGenerator[None, None]:
+        assert self.db is not None
+        with untraced():  # schema creation is no request: no one-span traces of its statements
+            for md in self._metadata:
+                await self.db.create_all(md)
+        yield
+        await self.db.close()
+
+    async def _client_session(self, _: Service) -> AsyncGenerator[None, None]:
+        # Connections to upstreams are reused; the limit keeps a slow upstream from eating every socket.
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=100),
+                                              trace_configs=http_client_trace_configs())
+        yield
+        await self._session.close()
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def run(self) -> None:
+        """Blocking: start, serve, and shut down gracefully on SIGTERM or SIGINT."""
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(self._main())
 
@@ -127,58 +170,62 @@ class Service:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await self.serve(stop)
 
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Start, serve until `stop` is set, then shut down gracefully."""
         admin_runner = web.AppRunner(self.admin, access_log=None)
         await admin_runner.setup()
         # The admin port opens first so that a supervisor sees the replica live while it starts.
         await web.TCPSite(admin_runner, self.config.host, self.config.admin_port).start()
-        if self.db is not None:
-            with untraced():  # schema creation is no request: no one-span traces of its statements
-                for md in self._metadata:
-                    await self.db.create_all(md)
-        # Startup hooks run traced: a server they start (payments' gRPC) hands this context to its handlers.
-        for hook in self._startup:
-            await hook(self)
-        public_runner: web.AppRunner | None = None
-        if self.public_http:
-            public_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=DRAIN_TIMEOUT_S)
-            await public_runner.setup()
-            await web.TCPSite(public_runner, self.config.host, self.config.http_port, reuse_port=True).start()
-        for hook in self._background:
-            self._tasks.append(asyncio.create_task(self._guard(hook), name=getattr(hook, "__name__", "task")))
-        self.health.serving = True
-        self.log.info("started", http_port=self.config.http_port if self.public_http else None,
-                      admin_port=self.config.admin_port)
+        async with contextlib.AsyncExitStack() as lifetimes:
+            for fn in self._lifetimes:
+                await lifetimes.enter_async_context(self._entered(fn))
+            public_runner: web.AppRunner | None = None
+            if self.public_http:
+                public_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=DRAIN_TIMEOUT_S)
+                await public_runner.setup()
+                await web.TCPSite(public_runner, self.config.host, self.config.http_port, reuse_port=True).start()
+            self.health.serving = True
+            self.log.info("started", http_port=self.config.http_port if self.public_http else None,
+                          admin_port=self.config.admin_port)
 
-        await stop.wait()
-        self.log.info("stopping: draining in-flight requests")
-        self.health.draining = True
-        if public_runner is not None:
-            await public_runner.cleanup()  # stops accepting, then waits for in-flight handlers
-        for hook in self._shutdown:
-            try:
-                await hook(self)
-            except Exception:  # noqa: BLE001 - a failing hook must not stop the rest of the shutdown
-                self.log.exception("shutdown hook failed", hook=getattr(hook, "__name__", str(hook)))
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-        if self.db is not None:
-            await self.db.close()
+            await stop.wait()
+            self.log.info("stopping: draining in-flight requests")
+            self.health.draining = True
+            if public_runner is not None:
+                await public_runner.cleanup()  # stops accepting, then waits for in-flight handlers
         shutdown_tracing()
         await admin_runner.cleanup()
         self.log.info("stopped")
 
-    async def _guard(self, hook: Hook) -> None:
+    @contextlib.asynccontextmanager
+    async def _entered(self, fn: Lifetime) -> AsyncIterator[None]:
+        """One lifetime, entered; its closing part runs at the end, and a failure there is logged, not raised,
+        so that it does not stop the rest of the shutdown."""
+        steps = fn(self)
+        await anext(steps)
+        try:
+            yield
+        finally:
+            try:
+                await anext(steps)
+            except StopAsyncIteration:
+                pass
+            except Exception:  # noqa: BLE001 - a failing close must not stop the rest of the shutdown
+                self.log.exception("shutdown hook failed", hook=_name(fn))
+            else:
+                await steps.aclose()
+                self.log.error("a lifetime yielded more than once", hook=_name(fn))
+
+    async def _guard(self, fn: Callable[[], Awaitable[None]], name: str) -> None:
         """Run a background task; if it crashes, log and restart it after a pause instead of dying silently."""
         while True:
             try:
-                await hook(self)
+                await fn()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001
-                self.log.exception("background task crashed; restarting", task=getattr(hook, "__name__", "?"))
-                await asyncio.sleep(1.0)
+                self.log.exception("background task crashed; restarting", task=name)
+                await asyncio.sleep(RESTART_PAUSE_S)

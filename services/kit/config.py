@@ -6,6 +6,8 @@ import os
 import socket
 from dataclasses import dataclass
 
+from services.contract import ADMIN_PORT_OFFSET, AUTH, LOOPBACK, ServiceFacts, native_address, native_amqp_url
+
 
 class ConfigError(ValueError):
     """A variable is set to a value that cannot be used; the message names the variable and the value."""
@@ -49,6 +51,12 @@ def env_bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be one of on/off/true/false/1/0, got {raw!r}")
 
 
+def upstream_address(service: ServiceFacts) -> str:
+    """Where this replica finds `service`: its address variable (AUTH_URL, USERS_URL, ..., PAYMENTS_GRPC_ADDR),
+    else its native address (services/contract.py)."""
+    return env_str(service.address_variable, native_address(service.name))
+
+
 @dataclass(frozen=True)
 class CommonConfig:
     service: str
@@ -80,13 +88,13 @@ class CommonConfig:
         return cls(
             service=service,
             replica=env_str("REPLICA_ID", f"{service}-{socket.gethostname()}"),
-            host=env_str("HTTP_HOST", "127.0.0.1"),
+            host=env_str("HTTP_HOST", LOOPBACK),
             http_port=http_port,
-            admin_port=env_int("ADMIN_PORT", http_port + 1000),
+            admin_port=env_int("ADMIN_PORT", http_port + ADMIN_PORT_OFFSET),
             database_url=env_str("DATABASE_URL", f"sqlite+aiosqlite:///.chaoslab/data/{service}.db"),
-            amqp_url=env_str("AMQP_URL", "amqp://guest:guest@127.0.0.1:18010/"),
+            amqp_url=env_str("AMQP_URL", native_amqp_url()),
             admin_token=env_str("ADMIN_TOKEN", "chaoslab-admin"),
-            auth_url=env_str("AUTH_URL", "http://127.0.0.1:18001").rstrip("/"),
+            auth_url=upstream_address(AUTH).rstrip("/"),
             log_level=env_str("LOG_LEVEL", "info").lower(),
             instrumentation=env_bool("INSTRUMENTATION", True),
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,

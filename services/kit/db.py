@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiohttp import web
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -127,3 +128,6 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+DATABASE = web.AppKey("database", Database)

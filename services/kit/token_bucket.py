@@ -1,5 +1,5 @@
 """One token bucket: refilled at its owner's rate, at most its owner's burst stored, one token taken per use. The
-gateway keeps one per client (rate limiting, services/gateway/models.py), the trace sampler one per replica
+gateway keeps one per client (rate limiting, services/gateway/rate_limit.py), the trace sampler one per replica
 (TRACES_PER_SECOND, sampling.py)."""
 
 from __future__ import annotations

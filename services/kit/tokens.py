@@ -13,12 +13,9 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from services.kit.appkeys import SERVICE
+from services.contract import ANY_USER, JWKS_PATH, JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
 from services.kit.errors import ApiError
 
-ISSUER = "chaoslab-auth"
-AUDIENCE = "chaoslab"
-ALGORITHM = "RS256"
 # With no key at all (auth unreachable since this replica started), try again this often, not every request.
 NO_KEYS_REFETCH_S = 0.5
 
@@ -45,7 +42,7 @@ class JwksVerifier:
 
     def __init__(self, auth_url: str, session: Callable[[], aiohttp.ClientSession], *,
                  refresh_s: float = 300.0, min_refetch_s: float = 5.0, timeout_s: float = 2.0) -> None:
-        self._url = f"{auth_url}/.well-known/jwks.json"
+        self._url = f"{auth_url}{JWKS_PATH}"
         self._session = session
         self._keys: dict[str, Any] = {}
         self._fetched_at = 0.0
@@ -68,7 +65,7 @@ class JwksVerifier:
                     if resp.status != 200:
                         return False
                     jwks = await resp.json()
-                keys = {k["kid"]: jwt.PyJWK(k, ALGORITHM).key for k in jwks.get("keys", []) if "kid" in k}
+                keys = {k["kid"]: jwt.PyJWK(k, JWT_ALGORITHM).key for k in jwks.get("keys", []) if "kid" in k}
             except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, jwt.PyJWKError):
                 return False
             if keys:
@@ -100,11 +97,11 @@ class JwksVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise _unauthorized("the token is malformed") from None
-        if header.get("alg") != ALGORITHM:
-            raise _unauthorized(f"the token must be signed with {ALGORITHM}")
+        if header.get("alg") != JWT_ALGORITHM:
+            raise _unauthorized(f"the token must be signed with {JWT_ALGORITHM}")
         key = await self._key_for(str(header.get("kid", "")))
         try:
-            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+            claims = jwt.decode(token, key, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
                                 options={"require": ["exp", "iat", "sub"]})
         except jwt.ExpiredSignatureError:
             raise _unauthorized("the token has expired") from None
@@ -126,17 +123,19 @@ class JwksVerifier:
                          claims=claims)
 
 
+VERIFIER = web.AppKey("verifier", JwksVerifier)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def authenticated(roles: tuple[str, ...] = ("customer", "admin")) -> Callable[[Handler], Handler]:
-    """Handler decorator: verifies the bearer token (401) and the role (403);
-    the handler finds the caller in request["principal"]."""
+def authenticated(roles: tuple[str, ...] = ANY_USER) -> Callable[[Handler], Handler]:
+    """Handler decorator: verifies the bearer token (401) with the application's VERIFIER and the role (403); the
+    handler finds the caller in request["principal"]."""
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def wrapper(request: web.Request) -> web.StreamResponse:
-            principal = await request.app[SERVICE].verifier.principal(request)
+            principal = await request.app[VERIFIER].principal(request)
             if roles and not principal.has_any(roles):
                 raise ApiError(403, "Forbidden", f"this needs one of the roles: {', '.join(roles)}")
             request["principal"] = principal

@@ -1,13 +1,16 @@
-"""Request bodies parsed strictly: malformed JSON, wrong types and unknown fields are 400s with details."""
+"""Requests parsed strictly: JSON bodies (malformed JSON, wrong types and unknown fields are 400s with details),
+integer query parameters and pages (limit/offset) within bounds, else a 400 naming the parameter."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import Select
 
 from services.kit.errors import ApiError
 
@@ -56,6 +59,26 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
             errors=[{"field": name, "message": f"an integer from {lo} to {hi}", "type": "int_range"}],
         )
     return value
+
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 100
+MAX_OFFSET = 10**9
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    offset: int
+
+    def of(self, query: Select[Any]) -> Select[Any]:
+        """`query` limited to this page (give it an order, or pages overlap)."""
+        return query.limit(self.limit).offset(self.offset)
+
+
+def page(request: web.Request) -> Page:
+    """?limit= (1..500, default 100) and ?offset= (0..10^9, default 0); a 400 problem naming the bad one."""
+    return Page(query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE), query_int(request, "offset", 0, 0, MAX_OFFSET))
 
 
 def iso_utc(dt: datetime) -> str:

@@ -15,6 +15,7 @@ import json
 import random
 import time
 import uuid
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from services import contract
 from services.kit import metrics
 from services.kit.app import Service
 from services.kit.bus import QUEUE, connect_broker, declare_topology, extract_trace_context
@@ -274,8 +276,8 @@ def notification_view(row: Any) -> dict[str, Any]:
 
 
 
-def build() -> Service:
-    svc = Service("notifications", 18005, uses_db=True, uses_broker=True)
+def create_service() -> Service:
+    svc = Service(contract.NOTIFICATIONS)
     svc.metadata(metadata)
     consumer = Consumer(
         svc,
@@ -341,17 +343,18 @@ def build() -> Service:
     async def broker_check() -> bool:
         return consumer.consuming
 
-    async def stop_consuming(svc: Service) -> None:
+    async def stop_consuming(svc: Service) -> AsyncGenerator[None, None]:
+        yield
         await consumer.stop()
 
     svc.app.router.add_get("/notifications", list_notifications)
     svc.admin.router.add_get("/admin/audit", audit)
     svc.background(consumer.run)
-    svc.on_shutdown(stop_consuming)
+    svc.lifetime(stop_consuming)  # closes before the consumer's task is cancelled: it drains
     # Required: a replica that cannot consume does nothing useful; readiness says so.
     svc.add_readiness_check("broker", broker_check, required=True)
     return svc
 
 
 def main() -> None:
-    build().run()
+    create_service().run()

@@ -17,6 +17,7 @@ import json
 import random
 import time
 import uuid
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -27,10 +28,11 @@ from opentelemetry import trace
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from services import contract
 from services.kit import metrics
 from services.kit.app import Service
 from services.kit.bus import EXCHANGE, connect_broker, extract_trace_context, inject_trace_headers
-from services.kit.config import env_float, env_int, env_str
+from services.kit.config import env_float, env_int, upstream_address
 from services.kit.errors import ApiError
 from services.kit.grpc_client import DEFAULT_CHANNELS, GrpcUpstream
 from services.kit.http_client import UpstreamError
@@ -249,7 +251,7 @@ class Orders:
     def __init__(self, svc: Service, payments: Payments) -> None:
         self.svc = svc
         self.payments = payments
-        self.users = svc.upstream("users", env_str("USERS_URL", "http://127.0.0.1:18002"), retries=2)
+        self.users = svc.upstream(contract.USERS, retries=2)
 
     async def _find(self, user_id: str, key: str) -> Any:
         async with self.svc.db.session() as session:
@@ -442,12 +444,12 @@ class Orders:
 
 
 
-def build() -> Service:
-    svc = Service("orders", 18003, uses_db=True, uses_broker=True)
+def create_service() -> Service:
+    svc = Service(contract.ORDERS)
     svc.metadata(metadata)
     payments_upstream = GrpcUpstream(
         "payments",
-        env_str("PAYMENTS_GRPC_ADDR", "127.0.0.1:18004"),
+        upstream_address(contract.PAYMENTS),
         payments_pb2_grpc.PaymentsStub,
         svc.faults,
         deadline_s=env_float("PAYMENTS_DEADLINE_S", 2.0),
@@ -460,12 +462,9 @@ def build() -> Service:
     relay = OutboxRelay(svc, poll_s=env_float("OUTBOX_POLL_S", 0.2))
     handlers = Orders(svc, payments)
 
-    async def open_payments(svc: Service) -> None:
-        payments_upstream.open()  # grpc.aio channels belong to the running loop: open them in it
-
-    async def close_all(svc: Service) -> None:
+    async def stop_relay(svc: Service) -> AsyncGenerator[None, None]:
+        yield
         await relay.stop()
-        await payments_upstream.close()
 
     async def broker_check() -> bool:
         return relay.broker_connected
@@ -475,10 +474,10 @@ def build() -> Service:
     r.add_get("/orders", authenticated(roles=ANY_USER)(handlers.list))
     r.add_get("/orders/{order_id}", authenticated(roles=ANY_USER)(handlers.get))
     svc.admin.router.add_get("/admin/audit", handlers.audit)
-    svc.on_startup(open_payments)
-    svc.on_shutdown(close_all)
+    svc.lifetime(payments_upstream.lifetime)
     svc.background(relay.run)
     svc.background(relay.report_backlog)
+    svc.lifetime(stop_relay)  # closes before the relay's task is cancelled: it finishes the batch in hand
     # Not required: while the broker is down, orders still accepts orders (the outbox holds their events and
     # the relay publishes them when it is back). Making readiness depend on the broker would take every orders
     # replica out of service during a broker outage and turn a delay in notifications into lost sales.
@@ -487,4 +486,4 @@ def build() -> Service:
 
 
 def main() -> None:
-    build().run()
+    create_service().run()

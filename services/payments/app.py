@@ -18,23 +18,26 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+import structlog
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from services import contract
 from services.kit import metrics
 from services.kit.app import Service
 from services.kit.config import env_float, env_int
+from services.kit.db import DATABASE, Database
 from services.kit.grpc_server import grpc_server
 from services.proto import payments_pb2, payments_pb2_grpc
 
 from .models import metadata, payments
 
-DEFAULT_GRPC_PORT = 18004
 MAX_KEY_LEN = 128
 AUDIT_LIMIT = 100_000
 
@@ -48,6 +51,11 @@ class Provider:
         self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         metrics.payments_concurrency_limit.set(concurrency)
+
+    @classmethod
+    def from_env(cls) -> Provider:
+        return cls(latency_ms=env_float("PROVIDER_LATENCY_MS", 50.0), jitter_ms=env_float("PROVIDER_JITTER_MS", 10.0),
+                   concurrency=max(1, env_int("PROVIDER_CONCURRENCY", 8)))
 
     async def charge(self) -> None:
         # Waiting for a slot is bounded by the caller's gRPC deadline: grpc.aio cancels this task then.
@@ -66,13 +74,18 @@ def _reply(row: Any, *, replayed: bool) -> payments_pb2.ChargeReply:
     )
 
 
+log = structlog.get_logger(contract.PAYMENTS.name)
+admin_routes = web.RouteTableDef()
+
+
 class PaymentsServicer(payments_pb2_grpc.PaymentsServicer):
-    def __init__(self, svc: Service, provider: Provider) -> None:
-        self.svc = svc
+    def __init__(self, db: Database, provider: Provider, replica: str) -> None:
+        self.db = db
         self.provider = provider
+        self.replica = replica
 
     async def _find(self, key: str) -> Any:
-        async with self.svc.db.session() as session:
+        async with self.db.session() as session:
             result = await session.execute(select(payments).where(payments.c.idempotency_key == key))
             return result.first()
 
@@ -103,7 +116,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServicer):
 
         payment_id = str(uuid.uuid4())
         try:
-            async with self.svc.db.session(write=True) as session:
+            async with self.db.session(write=True) as session:
                 await session.execute(
                     payments.insert().values(
                         id=payment_id,
@@ -113,7 +126,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServicer):
                         amount_cents=request.amount_cents,
                         currency=request.currency,
                         status="captured",
-                        replica=self.svc.config.replica,
+                        replica=self.replica,
                         created_at=datetime.now(UTC),
                     )
                 )
@@ -125,7 +138,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServicer):
             metrics.payments_processed_total.labels("replayed").inc()
             return _reply(winner, replayed=True)
         metrics.payments_processed_total.labels("charged").inc()
-        self.svc.log.info(
+        log.info(
             "payment captured",
             payment_id=payment_id,
             amount_cents=request.amount_cents,
@@ -137,82 +150,80 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServicer):
         )
 
 
-def build() -> Service:
-    svc = Service("payments", DEFAULT_GRPC_PORT, uses_db=True, public_http=False)
-    svc.metadata(metadata)
-    grpc_port = env_int("GRPC_PORT", DEFAULT_GRPC_PORT)
-    provider = Provider(
-        latency_ms=env_float("PROVIDER_LATENCY_MS", 50.0),
-        jitter_ms=env_float("PROVIDER_JITTER_MS", 10.0),
-        concurrency=max(1, env_int("PROVIDER_CONCURRENCY", 8)),
-    )
-    state: dict[str, Any] = {}
+class ChargeServer:
+    """The gRPC server on GRPC_PORT (shared by the replicas with SO_REUSEPORT), for the replica's life."""
 
-    async def start_grpc(svc: Service) -> None:
+    def __init__(self, servicer: PaymentsServicer, host: str, port: int) -> None:
+        self.servicer = servicer
+        self.address = f"{host}:{port}"
+        self._server: grpc.aio.Server | None = None
+
+    async def lifetime(self, svc: Service) -> AsyncGenerator[None, None]:
         server = grpc_server(svc.faults, options=[
             ("grpc.max_concurrent_streams", 1000),
             # orders pings every 10 s while it has calls open (keepalive); allow that.
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ])
-        payments_pb2_grpc.add_PaymentsServicer_to_server(PaymentsServicer(svc, provider), server)
-        address = f"{svc.config.host}:{grpc_port}"
-        if server.add_insecure_port(address) == 0:
-            raise RuntimeError(f"cannot bind the gRPC port {address}")
+        payments_pb2_grpc.add_PaymentsServicer_to_server(self.servicer, server)
+        if server.add_insecure_port(self.address) == 0:
+            raise RuntimeError(f"cannot bind the gRPC port {self.address}")
         await server.start()
-        state["server"] = server
-        svc.log.info(
-            "grpc serving",
-            address=address,
-            provider_concurrency=provider.concurrency,
-            provider_latency_ms=provider.latency_ms,
-        )
+        self._server = server
+        provider = self.servicer.provider
+        log.info("grpc serving", address=self.address, provider_concurrency=provider.concurrency,
+                 provider_latency_ms=provider.latency_ms)
+        yield
+        self._server = None
+        # Refuse new calls, let in-flight charges finish (bounded), then close.
+        await server.stop(grace=5.0)
 
-    async def stop_grpc(svc: Service) -> None:
-        server = state.pop("server", None)
-        if server is not None:
-            # Refuse new calls, let in-flight charges finish (bounded), then close.
-            await server.stop(grace=5.0)
+    async def serving(self) -> bool:
+        return self._server is not None
 
-    async def grpc_ready() -> bool:
-        return "server" in state
 
-    async def audit(request: web.Request) -> web.Response:
-        async with svc.db.session() as session:
-            rows = (
-                await session.execute(
-                    select(
-                        payments.c.idempotency_key,
-                        payments.c.id,
-                        payments.c.amount_cents,
-                        payments.c.currency,
-                        payments.c.user_id,
-                        payments.c.order_ref,
-                        payments.c.replica,
-                    )
-                    .order_by(payments.c.created_at)
-                    .limit(AUDIT_LIMIT)
+@admin_routes.get("/admin/audit")
+async def audit(request: web.Request) -> web.Response:
+    async with request.app[DATABASE].session() as session:
+        rows = (
+            await session.execute(
+                select(
+                    payments.c.idempotency_key,
+                    payments.c.id,
+                    payments.c.amount_cents,
+                    payments.c.currency,
+                    payments.c.user_id,
+                    payments.c.order_ref,
+                    payments.c.replica,
                 )
-            ).all()
-        items = [
-            {
-                "key": r.idempotency_key,
-                "payment_id": r.id,
-                "amount": r.amount_cents,
-                "currency": r.currency,
-                "user_id": r.user_id,
-                "order_ref": r.order_ref,
-                "replica": r.replica,
-            }
-            for r in rows
-        ]
-        return web.json_response({"service": "payments", "count": len(items), "items": items})
+                .order_by(payments.c.created_at)
+                .limit(AUDIT_LIMIT)
+            )
+        ).all()
+    items = [
+        {
+            "key": r.idempotency_key,
+            "payment_id": r.id,
+            "amount": r.amount_cents,
+            "currency": r.currency,
+            "user_id": r.user_id,
+            "order_ref": r.order_ref,
+            "replica": r.replica,
+        }
+        for r in rows
+    ]
+    return web.json_response({"service": "payments", "count": len(items), "items": items})
 
-    svc.on_startup(start_grpc)
-    svc.on_shutdown(stop_grpc)
-    svc.add_readiness_check("grpc", grpc_ready)
-    svc.admin.router.add_get("/admin/audit", audit)
+
+def create_service() -> Service:
+    svc = Service(contract.PAYMENTS)
+    svc.metadata(metadata)
+    servicer = PaymentsServicer(svc.admin[DATABASE], Provider.from_env(), svc.config.replica)
+    charges = ChargeServer(servicer, svc.config.host, env_int("GRPC_PORT", contract.native_port(svc.name)))
+    svc.lifetime(charges.lifetime)
+    svc.add_readiness_check("grpc", charges.serving)
+    svc.admin.add_routes(admin_routes)
     return svc
 
 
 def main() -> None:
-    build().run()
+    create_service().run()

@@ -19,12 +19,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
+from services.contract import JWT_AUDIENCE, JWT_ISSUER
 from services.kit.config import CommonConfig, ConfigError, env_bool
 from services.kit.errors import ApiError
 from services.kit.faults import BURN_SLICE_S, FaultRegistry, FaultSpec
 from services.kit.http_client import Upstream, UpstreamError
 from services.kit.sampling import RateLimitedRatioSampler, lab_sampler
-from services.kit.tokens import AUDIENCE, ISSUER, JwksVerifier
+from services.kit.tokens import JwksVerifier
 from support.waiting import eventually
 
 pytestmark = pytest.mark.quick
@@ -89,7 +90,7 @@ def _keypair() -> tuple[rsa.RSAPrivateKey, dict]:
 def _token(key: rsa.RSAPrivateKey, **over: object) -> str:
     now = int(time.time())
     claims = {"sub": "u1", "email": "a@b.c", "roles": ["customer"], "iat": now, "exp": now + 60,
-              "iss": ISSUER, "aud": AUDIENCE, "typ": "access", **over}
+              "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "typ": "access", **over}
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
 
 

@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chaoslab.observability.traces import log_lines_of, spans_in
-from services.gateway.models import TokenBucketLimiter, required_roles, retry_after_header
+from services.gateway.rate_limit import TokenBucketLimiter, retry_after_header
+from services.gateway.routes import required_roles
 from support.procs import PortPool, ServiceProc, sqlite_url, start
 from support.waiting import eventually
 

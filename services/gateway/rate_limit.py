@@ -1,5 +1,4 @@
-"""The gateway's state and tables: the route table (who may call what, and where it goes) and the per-client
-rate-limit buckets. The gateway has no database."""
+"""The gateway's per-client rate limit: a token bucket per client (services/kit/token_bucket.py), bounded in number."""
 
 from __future__ import annotations
 
@@ -7,47 +6,8 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from services.kit.token_bucket import TokenBucket
-
-ANY_USER: tuple[str, ...] = ("customer", "admin")
-ADMIN: tuple[str, ...] = ("admin",)
-
-
-@dataclass(frozen=True)
-class Route:
-    prefix: str  # public path prefix, matched on whole segments: /api/users matches /api/users and /api/users/x
-    upstream: str  # upstream name (also the `upstream` label of the client metrics)
-    upstream_prefix: str  # what the prefix becomes upstream
-    public: bool = False  # True: no token needed (auth's own endpoints)
-
-
-ROUTES: tuple[Route, ...] = (
-    Route("/api/auth", "auth", "/auth", public=True),
-    Route("/api/users", "users", "/users"),
-    Route("/api/orders", "orders", "/orders"),
-    Route("/api/notifications", "notifications", "/notifications"),
-)
-
-# Roles per (method, path) for the protected routes; anything not listed needs ANY_USER. Paths are compared
-# without a trailing slash. The services check roles themselves too; the gateway rejects before forwarding.
-ROLE_RULES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("GET", "/api/users"): ADMIN,
-}
-
-
-def match_route(path: str) -> Route | None:
-    for route in ROUTES:
-        if path == route.prefix or path.startswith(route.prefix + "/"):
-            return route
-    return None
-
-
-def required_roles(method: str, path: str) -> tuple[str, ...]:
-    normalised = path.rstrip("/") or "/"
-    method = "GET" if method == "HEAD" else method
-    return ROLE_RULES.get((method, normalised), ANY_USER)
 
 
 class TokenBucketLimiter:
