@@ -314,3 +314,16 @@ def test_compose_prometheus_evaluates_the_slo_rules_at_the_operators_pace(tmp_pa
             assert interval >= OPERATOR_EVALUATION_INTERVAL_S, \
                 f"group {group['name']} (windows up to {max(windows, default=0):g} s) every {interval:g} s"
     assert longest >= 86400, "no day-long window found: the check read the wrong rules"
+
+
+def test_grafana_lets_the_anonymous_viewer_follow_metric_trace_logs() -> None:
+    """docs/deploy.md's flow (an exemplar opens the trace, a span opens its logs, a log line opens its trace) goes
+    through Explore: every internal data-source link opens there. Grafana 11.6 grants Explore
+    (fixed:datasources:explorer) to Editors, and to Viewers only with [users] viewers_can_edit (pkg/api/
+    accesscontrol.go), so the anonymous Viewer the compose Grafana admits got "permission denied" at the first
+    click."""
+    env = compose_resolved()["services"]["grafana"]["environment"]
+    assert str(env.get("GF_AUTH_ANONYMOUS_ENABLED")).lower() == "true", "no anonymous access: nothing to check"
+    role = env.get("GF_AUTH_ANONYMOUS_ORG_ROLE", "Viewer")
+    explore = role in ("Editor", "Admin") or str(env.get("GF_USERS_VIEWERS_CAN_EDIT")).lower() == "true"
+    assert explore, f"the anonymous {role} cannot open Explore"
