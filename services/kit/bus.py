@@ -1,19 +1,24 @@
-"""The message bus (RabbitMQ through aio-pika): one topology for every service and mode, and the W3C
-trace context carried in message headers."""
+"""The message bus (RabbitMQ through aio-pika): the connection, one topology for every service and mode (names from
+services/contract.py), and the W3C trace context carried in message headers, with the producer and consumer spans
+that use it (the kit makes these itself rather than through an aio-pika instrumentation, which would double them)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-from opentelemetry import context, propagate
+from opentelemetry import context, propagate, trace
 
-EXCHANGE = "orders"
-DLX = "orders.dlx"
-QUEUE = "notifications.order-events"
-DEAD_LETTER_QUEUE = "notifications.dead-letter"
-ROUTING_PATTERN = "order.*"
+from services.contract import (
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_QUEUE,
+    EXCHANGE,
+    ORDER_EVENTS_PATTERN,
+    ORDER_EVENTS_QUEUE,
+)
 
 
 @dataclass
@@ -30,21 +35,26 @@ async def connect_broker(amqp_url: str, *, timeout_s: float = 5.0) -> aio_pika.a
         "connection_name": "chaoslab"})
 
 
+async def declare_exchange(channel: aio_pika.abc.AbstractChannel) -> aio_pika.abc.AbstractExchange:
+    """The order events exchange (topic, durable): what a producer needs."""
+    return await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+
+
 async def declare_topology(channel: aio_pika.abc.AbstractChannel, *, delivery_limit: int = 3) -> Topology:
     """Declare (idempotently) the orders exchange, the notifications queue and its dead-letter path.
 
     The queue is a quorum queue: RabbitMQ counts deliveries itself (x-delivery-limit) and dead-letters a
     message that was delivered too often, so a poison message cannot loop forever."""
-    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-    dlx = await channel.declare_exchange(DLX, aio_pika.ExchangeType.TOPIC, durable=True)
+    exchange = await declare_exchange(channel)
+    dlx = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     dead = await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)
     await dead.bind(dlx, routing_key="#")
-    queue = await channel.declare_queue(QUEUE, durable=True, arguments={
+    queue = await channel.declare_queue(ORDER_EVENTS_QUEUE, durable=True, arguments={
         "x-queue-type": "quorum",
         "x-delivery-limit": delivery_limit,
-        "x-dead-letter-exchange": DLX,
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
     })
-    await queue.bind(exchange, routing_key=ROUTING_PATTERN)
+    await queue.bind(exchange, routing_key=ORDER_EVENTS_PATTERN)
     return Topology(exchange, dlx, queue, dead)
 
 
@@ -59,3 +69,36 @@ def extract_trace_context(headers: dict[str, Any] | None) -> context.Context:
     """The trace context a message carries, to parent the consumer's span on the producer's."""
     carrier = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in (headers or {}).items()}
     return propagate.extract(carrier)
+
+
+def delivery_count(message: aio_pika.abc.AbstractIncomingMessage) -> int:
+    """Which delivery of the message this is: 1 for the first; quorum queues count the returns (x-delivery-count)."""
+    return int(dict(message.headers or {}).get("x-delivery-count", 0) or 0) + 1
+
+
+@contextmanager
+def _messaging_span(tracer: trace.Tracer, name: str, kind: trace.SpanKind, headers: dict[str, Any] | None,
+                    attributes: dict[str, Any]) -> Iterator[trace.Span]:
+    with tracer.start_as_current_span(name, context=extract_trace_context(headers), kind=kind,
+                                      attributes={"messaging.system": "rabbitmq", **attributes}) as span:
+        yield span
+
+
+def publish_span(tracer: trace.Tracer, *, exchange: str, routing_key: str, message_id: str,
+                 parent_headers: dict[str, Any] | None) -> AbstractContextManager[trace.Span]:
+    """The producer span of one publish, a child of the trace in `parent_headers` (the request that made it)."""
+    return _messaging_span(tracer, f"{exchange} publish", trace.SpanKind.PRODUCER, parent_headers, {
+        "messaging.destination.name": exchange,
+        "messaging.rabbitmq.destination.routing_key": routing_key,
+        "messaging.message.id": message_id,
+    })
+
+
+def process_span(tracer: trace.Tracer, queue: str, message: aio_pika.abc.AbstractIncomingMessage,
+                 deliveries: int) -> AbstractContextManager[trace.Span]:
+    """The consumer span of one message, a child of the trace its headers carry (the producer's)."""
+    return _messaging_span(tracer, f"{queue} process", trace.SpanKind.CONSUMER, dict(message.headers or {}), {
+        "messaging.destination.name": queue,
+        "messaging.message.id": message.message_id or "",
+        "messaging.rabbitmq.delivery_count": deliveries,
+    })

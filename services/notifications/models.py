@@ -1,8 +1,8 @@
-"""Notifications' own tables: the notifications and the processed event ids (idempotency)."""
+"""Notifications' own tables: the notifications and the processed event ids (idempotency). The message it
+consumes is services/contract.py's OrderEvent."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text
 
 metadata = MetaData()
@@ -32,16 +32,3 @@ processed_events = Table(
     Column("processed_at", DateTime(timezone=True), nullable=False),
 )
 
-
-class OrderEvent(BaseModel):
-    """The message of docs/design.md "Messaging"; unknown fields are tolerated (producers may add some)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    event_id: str = Field(min_length=1, max_length=36)
-    type: str = Field(pattern=r"^order\.[a-z_]+$")
-    order_id: str = Field(min_length=1, max_length=36)
-    user_id: str = Field(min_length=1, max_length=64)
-    total_cents: int = Field(ge=0)
-    currency: str = Field(min_length=3, max_length=3)
-    occurred_at: str
