@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from deploy_alloy import parse as parse_alloy
-from deploy_support import compose_resolved, host_path_for, load_yaml, materialise_mounts, run, tool
+from deploy_support import ENV_EXAMPLE, compose_resolved, host_path_for, load_yaml, materialise_mounts, run, tool
 
 pytestmark = pytest.mark.quick
 
@@ -327,3 +327,26 @@ def test_grafana_lets_the_anonymous_viewer_follow_metric_trace_logs() -> None:
     role = env.get("GF_AUTH_ANONYMOUS_ORG_ROLE", "Viewer")
     explore = role in ("Editor", "Admin") or str(env.get("GF_USERS_VIEWERS_CAN_EDIT")).lower() == "true"
     assert explore, f"the anonymous {role} cannot open Explore"
+
+
+def test_alloy_ships_the_logs_of_this_stack_only() -> None:
+    """Alloy reads the Docker socket, which lists every container on the host: without a filter it shipped all of
+    them (other projects' logs, secrets in them included) into the lab's Loki. discovery.docker's `filter` block
+    passes Docker's container-list filters (`label=com.docker.compose.project=<project>`, Docker Engine API,
+    ContainerList); the project name reaches Alloy through its environment, from COMPOSE_PROJECT_NAME in the env
+    file, which is also what names the project for docker compose v2 and docker-compose 1.29 alike."""
+    blocks = parse_alloy(host_path_for("alloy", "/etc/alloy/config.alloy").read_text(encoding="utf-8"))
+    (docker,) = [b for b in blocks if b.name == "discovery.docker"]
+    environment = compose_resolved()["services"]["alloy"].get("environment", {})
+    labels = []
+    for block in docker.blocks:
+        if block.name == "filter" and block.attributes.get("name") == '"label"':
+            # ["prefix" + env("VAR")] or ["literal"]
+            for prefix, var, literal in re.findall(r'"([^"]*)"\s*\+\s*env\s*\(\s*"(\w+)"\s*\)|"([^"]+)"',
+                                                   block.attributes["values"]):
+                labels.append(literal or prefix + str(environment.get(var, "")))
+    example = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+                   if "=" in line and not line.startswith("#"))
+    project = example.get("COMPOSE_PROJECT_NAME")
+    assert project, "compose/.env.example does not name the project (COMPOSE_PROJECT_NAME)"
+    assert f"com.docker.compose.project={project}" in labels, f"Alloy's container filters: {labels}"
