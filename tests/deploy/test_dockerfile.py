@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
+import http.server
 import json
+import os
 import re
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
 
 import pytest
 from deploy_support import REPO, compose_resolved
@@ -130,3 +137,52 @@ def test_copied_sources_exist_and_reach_the_build_context() -> None:
         for source in sources:
             assert (REPO / source).exists(), f"COPY {source}: missing in the repository"
             assert not _dockerignore_excludes(source.rstrip("/")), f"COPY {source}: excluded by .dockerignore"
+
+
+def _python_healthchecks() -> dict[str, str]:
+    """{where: code} of every healthcheck that is `python -c <code>`: the image's and each compose service's."""
+    checks = {}
+    (image,) = [rest for word, rest in stages()["service"] if word == "HEALTHCHECK"]
+    checks["Dockerfile service"] = json.loads(image[image.index("CMD") + 3:].strip())[2]
+    for name, service in compose_resolved()["services"].items():
+        test = (service.get("healthcheck") or {}).get("test") or []
+        if test[1:3] == ["python", "-c"] and "urllib" in test[3]:
+            checks[f"compose {name}"] = test[3]
+    return checks
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        self.send_response(self.status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_http_healthchecks_ask_the_container_itself_even_behind_a_proxy(status: int) -> None:
+    """Docker passes a configured proxy into containers (HTTP_PROXY/HTTPS_PROXY, ~/.docker/config.json), and urllib
+    sends even 127.0.0.1 through it unless NO_PROXY says otherwise: every python healthcheck then asked the proxy
+    and the container was never healthy. Run each one here with a proxy set that does not exist, against a server
+    on the port it asks: it must report that server's answer (200 healthy, 503 not)."""
+    handler = type("Answer", (_Answer,), {"status": status})
+    with socketserver.TCPServer(("127.0.0.1", 0), handler) as server, socket.socket() as closed:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        port = server.server_address[1]
+        env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy", "https_proxy")}
+        env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy, https_proxy=proxy, ADMIN_PORT=str(port))
+        checks = _python_healthchecks()
+        assert len(checks) >= 8, checks
+        try:
+            for where, code in checks.items():
+                code = re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", code)  # fixed ports: this server's
+                done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                      timeout=30)
+                assert (done.returncode == 0) == (status == 200), f"{where}: {done.stderr[-300:]}"
+        finally:
+            server.shutdown()
