@@ -20,6 +20,8 @@ import gevent
 from locust import between, constant, constant_throughput, task
 from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
 
+from chaoslab.clients import shop
+
 # The bootstrap admin that auth creates on first start (BOOTSTRAP_ADMIN, "email:password").
 DEFAULT_ADMIN = "admin@chaoslab.local:chaoslab-admin"
 REFRESH_AT = 0.8  # refresh the access token after 80% of its lifetime
@@ -92,14 +94,14 @@ class ShopUser(FastHttpUser):
         self.email = f"load-{uuid.uuid4().hex[:16]}@load.chaoslab.local"
         self.password = uuid.uuid4().hex
         body = {"email": self.email, "password": self.password, "name": f"Load {self.email[5:11]}"}
-        with self.client.post("/api/auth/register", json=body, name="/api/auth/register",
+        with self.client.post(shop.REGISTER, json=body, name=shop.REGISTER,
                               catch_response=True) as r:
             self.registered = expect(r, 201)
         return self.registered
 
     def log_in(self) -> bool:
         body = {"email": self.email, "password": self.password}
-        with self.client.post("/api/auth/login", json=body, name="/api/auth/login", catch_response=True) as r:
+        with self.client.post(shop.LOGIN, json=body, name=shop.LOGIN, catch_response=True) as r:
             if expect(r, 200):
                 return self._keep_tokens(r)
         return False
@@ -123,8 +125,8 @@ class ShopUser(FastHttpUser):
             gevent.sleep(ACCOUNT_RETRY_S)
             return False
         if time.monotonic() >= self.refresh_after and self.refresh_token:
-            with self.client.post("/api/auth/refresh", json={"refresh_token": self.refresh_token},
-                                  name="/api/auth/refresh", catch_response=True) as r:
+            with self.client.post(shop.REFRESH, json={"refresh_token": self.refresh_token},
+                                  name=shop.REFRESH, catch_response=True) as r:
                 if expect(r, 200):
                     return self._keep_tokens(r)
             self.access_token = None
@@ -151,8 +153,8 @@ class OrderingMixin:
 
     def place_order(self: Any) -> None:
         key, body = str(uuid.uuid4()), order_body()
-        with self.client.post("/api/orders", json=body, headers=self.headers(**{"Idempotency-Key": key}),
-                              name="/api/orders", catch_response=True) as r:
+        with self.client.post(shop.ORDERS, json=body, headers=self.headers(**{"Idempotency-Key": key}),
+                              name=shop.ORDERS, catch_response=True) as r:
             self.seen_unauthorized(r)
             # 200 + Idempotent-Replayed for a fresh key: the shop retried the request internally (the gateway after
             # an upstream timeout) and the retry found the order the first attempt placed. Placed once: a success.
@@ -172,8 +174,8 @@ class OrderingMixin:
         if not self.recent:
             return self.place_order()
         key, body, order_id = random.choice(self.recent)
-        with self.client.post("/api/orders", json=body, headers=self.headers(**{"Idempotency-Key": key}),
-                              name="/api/orders (replay)", catch_response=True) as r:
+        with self.client.post(shop.ORDERS, json=body, headers=self.headers(**{"Idempotency-Key": key}),
+                              name=f"{shop.ORDERS} (replay)", catch_response=True) as r:
             self.seen_unauthorized(r)
             if not expect(r, 200):
                 return None
@@ -233,7 +235,7 @@ class ShopperUser(OrderingMixin, ShopUser):
     def view_profile(self) -> None:
         if not self.ensure_token():
             return
-        with self.client.get("/api/users/me", headers=self.headers(), name="/api/users/me", catch_response=True) as r:
+        with self.client.get(shop.ME, headers=self.headers(), name=shop.ME, catch_response=True) as r:
             self.seen_unauthorized(r)
             if expect(r, 200) and _field(r, "email") != self.email:
                 r.failure(f"profile of {_field(r, 'email')!r}, not of {self.email!r}")
@@ -243,7 +245,7 @@ class ShopperUser(OrderingMixin, ShopUser):
         if not self.ensure_token():
             return
         body = {"address": f"{random.randint(1, 200)} Load Street, {random.choice(['Lyon', 'Gent', 'Porto'])}"}
-        with self.client.patch("/api/users/me", json=body, headers=self.headers(), name="/api/users/me",
+        with self.client.patch(shop.ME, json=body, headers=self.headers(), name=shop.ME,
                                catch_response=True) as r:
             self.seen_unauthorized(r)
             if expect(r, 200) and _field(r, "address") != body["address"]:
@@ -264,7 +266,7 @@ class ShopperUser(OrderingMixin, ShopUser):
         if not self.ensure_token() or not self.recent:
             return
         _, _, order_id = random.choice(self.recent)
-        with self.client.get(f"/api/orders/{order_id}", headers=self.headers(), name="/api/orders/{id}",
+        with self.client.get(f"{shop.ORDERS}/{order_id}", headers=self.headers(), name=f"{shop.ORDERS}/{{id}}",
                              catch_response=True) as r:
             self.seen_unauthorized(r)
             expect(r, 200)
@@ -273,7 +275,7 @@ class ShopperUser(OrderingMixin, ShopUser):
     def poll_notifications(self) -> None:
         if not self.ensure_token():
             return
-        with self.client.get("/api/notifications", headers=self.headers(), name="/api/notifications",
+        with self.client.get(shop.NOTIFICATIONS, headers=self.headers(), name=shop.NOTIFICATIONS,
                              catch_response=True) as r:
             self.seen_unauthorized(r)
             if expect(r, 200) and not isinstance(_field(r, "items"), list):
@@ -326,7 +328,7 @@ class AdminUser(ShopUser):
     def list_users(self) -> None:
         if not self.ensure_token():
             return
-        with self.client.get("/api/users?limit=50", headers=self.headers(), name="/api/users",
+        with self.client.get(f"{shop.USERS}?limit=50", headers=self.headers(), name=shop.USERS,
                              catch_response=True) as r:
             self.seen_unauthorized(r)
             if expect(r, 200) and not isinstance(_field(r, "items"), list):

@@ -1,14 +1,15 @@
 """The chaoslab Chaos Toolkit extension and the runner behind `chaoslab chaos` and `chaoslab faults`.
 
 Experiments call `chaoslab.chaos.actions` and `chaoslab.chaos.probes` (python providers). Every activity is a
-plain synchronous function with JSON-serialisable results, and finds the lab through its registry
-(STATE/registry.json; STATE from the configuration key `chaoslab_state_dir`, else $CHAOSLAB_STATE_DIR, else
-.chaoslab), so experiments carry no ports.
+plain synchronous function with JSON-serialisable results, and starts from a handle on the lab
+(`chaoslab.chaos.lab.Lab.of(configuration)`: its registry, found through the configuration key
+`chaoslab_state_dir`, else $CHAOSLAB_STATE_DIR, else .chaoslab; its clients; its supervisord), so experiments
+carry no ports.
 
-Modules: registry (finding the lab), admin (the replicas' fault API), procs (process faults through supervisord),
-prom (Prometheus and alerts), shop (a client of the shop through the gateway), broker (AMQP), audit (the data
-audit), actions and probes (the extension), verdict (a journal's verdict), runner and report (`chaoslab chaos`),
-faults_cmd (`chaoslab faults`), orderstream (a built-in order stream), cli (the typer commands).
+Modules: lab (the handle), actions and probes (the extension, each with `__all__`), broker (AMQP from an
+activity), marks (when the last fault went in, for the probes that measure from it); beside the extension, the
+runner behind `chaoslab chaos run`: runner (one `chaos run`, its load and leftovers), verdict (a journal's
+verdict), report (its tables), experiments (finding and linting chaos/*.json).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ latency during the fault; the data audit; and, when asked, per-service scaling. 
 with summary.json, junit.xml (one test case per verdict), the journals, Locust's reports and report.html.
 
 Modules: plan (format, validation), runner (the whole run), experiment (one experiment and its measurements),
-journal, alerts, measure, evidence (traces and logs), loadphase, labctl, scaling, verdicts, charts/svg/panels
+journal, alerts, measure, evidence (traces and logs), loadphase, scaling, verdicts, charts/svg/panels
 (the report's charts from the dashboards' queries), report/template (HTML), junit, grafana (annotations),
-console (progress), cli.
+console (progress). The lab comes from chaoslab.lab.control.ensure_running; Prometheus, the admin API and the
+webhook through chaoslab.clients and chaoslab.lab.webhook; `chaoslab gameday` is in chaoslab.cli.gameday.
 """
