@@ -87,33 +87,29 @@ def process_faults(sv: Supervisor, service: str | None = None) -> dict[str, list
     return {"paused": [n for n in paused_programs(sv) if wanted(n)], "stopped": stopped}
 
 
-def stop_programs(sv: Supervisor, names: list[str]) -> list[str]:
-    """Stop programs gracefully (SIGTERM, then their stopwaitsecs); those already stopped are left out."""
-    stopped = []
+def _each(sv: Supervisor, method: str, verb: str, names: list[str], already: str) -> list[str]:
+    """Call `method` for each program; one that is already where it is asked to go (fault `already`) is left
+    out of the answer, any other refusal is a LabError."""
+    done = []
     for name in names:
         try:
-            sv.call("stopProcess", name, True, timeout_s=STOP_TIMEOUT_S)
-            stopped.append(name)
+            sv.call(method, name, True, timeout_s=STOP_TIMEOUT_S)
+            done.append(name)
         except xmlrpc.client.Fault as fault:
-            if _fault_name(fault) != "NOT_RUNNING":
-                raise LabError(f"stopping {name}: {fault.faultString}") from None
-    return stopped
+            if _fault_name(fault) != already:
+                raise LabError(f"{verb} {name}: {fault.faultString}") from None
+    return done
+
+
+def stop_programs(sv: Supervisor, names: list[str]) -> list[str]:
+    """Stop programs gracefully (SIGTERM, then their stopwaitsecs); those already stopped are left out."""
+    return _each(sv, "stopProcess", "stopping", names, "NOT_RUNNING")
 
 
 def start_programs(sv: Supervisor, names: list[str]) -> list[str]:
     """Start programs (a paused one is resumed first, or it would stay frozen); those running are left out."""
-    started = []
-    paused = set(paused_programs(sv))
-    for name in names:
-        if name in paused:
-            sv.call("signalProcess", name, "CONT")
-        try:
-            sv.call("startProcess", name, True, timeout_s=STOP_TIMEOUT_S)
-            started.append(name)
-        except xmlrpc.client.Fault as fault:
-            if _fault_name(fault) != "ALREADY_STARTED":
-                raise LabError(f"starting {name}: {fault.faultString}") from None
-    return started
+    resume(sv, [n for n in paused_programs(sv) if n in names])
+    return _each(sv, "startProcess", "starting", names, "ALREADY_STARTED")
 
 
 def wait_until(check: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2) -> float:
