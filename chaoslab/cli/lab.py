@@ -16,6 +16,7 @@ from chaoslab.cli.console import RichReporter, err, errors, out, progress
 from chaoslab.cli.options import BASE_PORT, STATE_DIR, BasePort, StateDir
 from chaoslab.lab import control
 from chaoslab.lab.logs import follow, log_files, tail
+from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.spec import load_spec, parse_env, parse_replicas
 
@@ -99,12 +100,17 @@ def up(
         wanted = parse_replicas(replicas or [])
         overrides = parse_env(env or [])
         started = time.monotonic()
+        first_time = not LabPaths.of(state_dir).lab_json.exists()
         with progress() as bar:
             registry = control.up(state_dir, base_port, wanted, database_url_template=database_url_template,
                                   timeout_s=timeout, reporter=RichReporter(bar), env=overrides)
         elapsed = time.monotonic() - started
         out.print(_urls_table(registry))
-        out.print(f"admin token: {registry['admin_token']}   state dir: {registry['state_dir']}", highlight=False)
+        account = registry["admin_account"]
+        # The shop admin's password is shown once, when the lab makes it; it stays in the private state dir.
+        password = account["password"] if first_time else "(in STATE/lab.json; chaoslab status --json)"
+        out.print(f"shop admin: {account['email']} {password}\nadmin API token: {registry['admin_token']}   "
+                  f"state dir (private, 0700): {registry['state_dir']}", highlight=False)
         out.print(f"[green]ready[/] in {elapsed:.1f} s. Next: chaoslab status, chaoslab logs gateway -f, "
                   "chaoslab down", highlight=False)
 
@@ -269,7 +275,7 @@ def _print_log(label: str, line: str, prefix: bool) -> None:
     "  chaoslab env payments:PROVIDER_LATENCY_MS=200 payments:PROVIDER_CONCURRENCY=4\n\n"
     "  chaoslab env LOG_LEVEL=debug                        (every service)\n\n"
     "  chaoslab env payments:PROVIDER_LATENCY_MS=           (remove an override)\n\n"
-    "Ports, replica names and the admin token cannot be overridden.",
+    "Ports, replica names, the admin token and the shop admin account cannot be overridden.",
 )
 def env(
     items: Annotated[list[str] | None, typer.Argument(metavar="[SVC:]KEY=VALUE ...")] = None,

@@ -3,7 +3,6 @@ for the commands that need one (demo, gameday). The CLI calls these and renders 
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from chaoslab.lab.procs import describe, end_processes, lab_processes, wait_gone
 from chaoslab.lab.programs import Program, all_programs
 from chaoslab.lab.registry import build_registry, write_registry
 from chaoslab.lab.render import render_all, supervisord_conf, write_atomic, write_targets
-from chaoslab.lab.spec import LabSpec, default_replicas, existing_admin_token, load_spec, parse_env, parse_replicas
+from chaoslab.lab.spec import LabSpec, default_replicas, existing_secrets, load_spec, parse_env, parse_replicas
 from chaoslab.lab.supervisor import Supervisor, start_supervisord, supervisord_pid
 
 DEFAULT_TIMEOUT_S = 180.0
@@ -115,8 +114,8 @@ def _up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
     spec = LabSpec(
         state_dir=paths.state, base_port=base_port, replicas=dict(replicas),
         database_url_template=database_url_template,
-        admin_token=existing_admin_token(paths.state) or secrets.token_urlsafe(24),
         env=env,
+        **existing_secrets(paths.state),  # else new ones: a lab's secrets are its own
     )
     reporter.phase("checking binaries, ports and the state dir")
     binaries = preflight_up(spec)

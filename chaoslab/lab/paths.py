@@ -103,10 +103,13 @@ class LabPaths:
         return self.logs / f"{program}.log"
 
     def make_dirs(self) -> None:
+        """The state dir and its folders, private to the lab's user (0700): they hold the lab's secrets (the
+        admin token, the shop admin's password, auth's signing key in its database)."""
         for path in (self.state, self.logs, self.data, self.spans, self.alerts, self.targets,
                      self.prometheus / "data", self.alertmanager / "data",
                      self.rabbitmq / "home", self.rabbitmq / "mnesia", self.rabbitmq / "log"):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state.chmod(0o700)  # one made before this rule, or by hand
 
 
 def new_run_dir(parent: Path, kind: str, name: str) -> Path:

@@ -72,7 +72,10 @@ def service_env(spec: LabSpec, service: str, replica: int) -> dict[str, str]:
         env["HTTP_PORT"] = str(ports.service_port(service))
     # Overrides (`chaoslab up --env`, `chaoslab env`) come last, but never move a replica off its ports or
     # identity: the registry, Prometheus' targets and the fault tools rely on those.
-    fixed = {"HTTP_PORT", "GRPC_PORT", "ADMIN_PORT", "REPLICA_ID", "ADMIN_TOKEN"}
+    if service == contract.AUTH.name:
+        # the lab's own admin account (spec.admin_account), never a default one
+        env["BOOTSTRAP_ADMIN"] = f"{spec.admin_account['email']}:{spec.admin_account['password']}"
+    fixed = {"HTTP_PORT", "GRPC_PORT", "ADMIN_PORT", "REPLICA_ID", "ADMIN_TOKEN", "BOOTSTRAP_ADMIN"}
     env.update({k: v for k, v in spec.env_for(service).items() if k not in fixed})
     return env
 

@@ -72,6 +72,7 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
         "state_dir": str(spec.paths.state),
         "base_port": spec.base_port,
         "admin_token": spec.admin_token,
+        "admin_account": spec.admin_account,
         "gateway_url": url(ports.service_port("gateway")),
         "services": services,
         "broker": {

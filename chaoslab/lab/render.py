@@ -24,10 +24,14 @@ ALERTMANAGER_MODULE = "chaoslab.observability.alertmanager"
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Readers (Prometheus' file SD, supervisord) never see half a file."""
+    """Readers (Prometheus' file SD, supervisord) never see half a file; nobody but the lab's user reads it (the
+    registry and supervisord's config hold the lab's secrets)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o600)  # an older file of another mode was truncated, not re-created
     os.replace(tmp, path)
 
 
@@ -88,6 +92,8 @@ logfile_backups=1
 pidfile={_sv_escape(str(paths.supervisord_pid))}
 childlogdir={_sv_escape(str(paths.logs))}
 identifier=chaoslab-{spec.base_port}
+; every file the lab's programs create (databases with the signing key, logs, spans) is the lab user's alone
+umask=077
 nodaemon=true
 silent=true
 

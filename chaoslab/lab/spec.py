@@ -1,4 +1,7 @@
-"""What a lab is made of (base port, replicas, database template, admin token), kept in STATE/lab.json."""
+"""What a lab is made of (base port, replicas, database template, its secrets), kept in STATE/lab.json (0600).
+
+A lab's secrets are generated for it, once per state dir, and kept across `up`s: the replicas' admin API token and
+the shop's admin account (auth creates it from BOOTSTRAP_ADMIN; no lab shares a default password)."""
 
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ def parse_replicas(items: list[str], base: dict[str, int] | None = None) -> dict
 
 
 ALL_SERVICES = "*"
+SHOP_ADMIN_EMAIL = "admin@chaoslab.local"
 
 
 def parse_env(items: list[str], base: dict[str, dict[str, str]] | None = None) -> dict[str, dict[str, str]]:
@@ -73,11 +77,17 @@ class LabSpec:
     replicas: dict[str, int] = field(default_factory=default_replicas)
     database_url_template: str | None = None
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     # Environment overrides: {"*": {...}} for every service, {"payments": {...}} for one (applied after "*").
     env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def env_for(self, service: str) -> dict[str, str]:
         return {**self.env.get(ALL_SERVICES, {}), **self.env.get(service, {})}
+
+    @property
+    def admin_account(self) -> dict[str, str]:
+        """The shop's admin account of this lab (an admin role at auth: sees every profile and order)."""
+        return {"email": SHOP_ADMIN_EMAIL, "password": self.admin_password}
 
     @property
     def paths(self) -> LabPaths:
@@ -122,7 +132,7 @@ class LabSpec:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        os.chmod(tmp, 0o600)  # it holds the admin token
+        os.chmod(tmp, 0o600)  # it holds the lab's secrets
         tmp.replace(path)
 
 
@@ -141,13 +151,17 @@ def load_spec(state_dir: str | os.PathLike[str]) -> LabSpec:
         replicas={s: int(data.get("replicas", {}).get(s, 0)) for s in SERVICES},
         database_url_template=data.get("database_url_template"),
         admin_token=str(data["admin_token"]),
+        # a lab recorded before it had an admin password of its own gets one now (kept at the next save)
+        admin_password=str(data.get("admin_password") or secrets.token_urlsafe(18)),
         env={str(k): {str(a): str(b) for a, b in v.items()} for k, v in (data.get("env") or {}).items()},
     )
 
 
-def existing_admin_token(state_dir: str | os.PathLike[str]) -> str | None:
-    """The admin token a state dir already has (one per state dir, kept across `up`s)."""
+def existing_secrets(state_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """The secrets a state dir already has (admin_token, admin_password), to keep them across `up`s; empty for a
+    new state dir."""
     try:
-        return load_spec(state_dir).admin_token
+        spec = load_spec(state_dir)
     except (LabError, KeyError, ValueError):
-        return None
+        return {}
+    return {"admin_token": spec.admin_token, "admin_password": spec.admin_password}

@@ -172,10 +172,16 @@ class Locust:
         log = open(self.req.run_dir / log_name, "wb")  # noqa: SIM115 - closed by close()
         self._logs.append(log)
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=self.req.run_dir, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                start_new_session=True)
+                                cwd=self.req.run_dir, env=self._env(), start_new_session=True)
         self.procs.append(proc)
         return proc
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        account = (self.req.target.registry or {}).get("admin_account")
+        if account:  # the journeys' admin logs in with the lab's own admin account (loadtests/journeys.py)
+            env["BOOTSTRAP_ADMIN"] = f"{account['email']}:{account['password']}"
+        return env
 
     def start(self) -> subprocess.Popen[bytes]:
         """Start the master (or standalone) process, then the workers; the master's process."""

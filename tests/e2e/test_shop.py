@@ -26,9 +26,6 @@ from chaoslab.clients.shop import Customer, ShopClient
 from support.lab import run_chaoslab
 from support.waiting import eventually
 
-# The bootstrap admin auth creates on first start (BOOTSTRAP_ADMIN's default).
-ADMIN_EMAIL, ADMIN_PASSWORD = "admin@chaoslab.local", "chaoslab-admin"
-
 
 def sign_up(gateway: str) -> Customer:
     return ShopClient(gateway).sign_up(password="correct horse battery", name="E2E")
@@ -125,7 +122,7 @@ def test_roles_are_enforced(shop: dict[str, Any]) -> None:
     gw = shop["gateway_url"]
     customer = sign_up(gw)
     assert requests.get(f"{gw}/api/users", headers=customer.auth, timeout=10).status_code == 403
-    admin = ShopClient(gw).log_in(ADMIN_EMAIL, ADMIN_PASSWORD)
+    admin = ShopClient(gw).log_in(shop["admin_account"]["email"], shop["admin_account"]["password"])
     resp = requests.get(f"{gw}/api/users", headers=admin.auth, timeout=10)
     assert resp.status_code == 200 and isinstance(resp.json()["items"], list)
 

@@ -28,7 +28,7 @@ from chaoslab.lab.render import (
     render_all,
     service_targets,
 )
-from chaoslab.lab.spec import LabSpec, existing_admin_token, load_spec, parse_replicas
+from chaoslab.lab.spec import LabSpec, existing_secrets, load_spec, parse_replicas
 
 pytestmark = pytest.mark.quick
 
@@ -68,12 +68,16 @@ def test_replica_settings_parse_and_fail_clearly() -> None:
             parse_replicas([bad])
 
 
-def test_the_spec_keeps_its_admin_token(tmp_path: Path) -> None:
+def test_the_spec_keeps_its_secrets(tmp_path: Path) -> None:
     spec = LabSpec(tmp_path / "state", 20000, parse_replicas(["orders=2"]))
     spec.save()
     again = load_spec(tmp_path / "state")
     assert again == spec
-    assert existing_admin_token(tmp_path / "state") == spec.admin_token
+    assert existing_secrets(tmp_path / "state") == {"admin_token": spec.admin_token,
+                                                    "admin_password": spec.admin_password}
+    assert existing_secrets(tmp_path / "new") == {}
+    other = LabSpec(tmp_path / "other", 20000)
+    assert len(spec.admin_password) >= 24 and other.admin_password != spec.admin_password  # each lab its own
     assert oct(spec.paths.lab_json.stat().st_mode & 0o777) == "0o600"
     with pytest.raises(LabError, match="no lab in"):
         load_spec(tmp_path / "elsewhere")
