@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import http.server
+import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -12,9 +15,11 @@ import socketserver
 import subprocess
 import sys
 import threading
+import tomllib
 
 import pytest
 from deploy_support import REPO, compose_resolved
+from packaging.requirements import Requirement
 
 pytestmark = pytest.mark.quick
 
@@ -60,13 +65,22 @@ def test_base_image_is_slim_python_311_pinned_by_patch_version() -> None:
             assert image == "${PYTHON_IMAGE}" or image in stages(), f"unpinned base {image}"
 
 
-def _final_user(stage: str) -> str:
+def _chain(stage: str) -> list[str]:
+    """The stage and the stages it is built FROM, base first."""
     chain = []
     name = stage
     while name in stages():  # follow FROM <stage> back to the base
         chain.insert(0, name)
         name = stages()[name][0][1].split()[0]
-    users = [rest for s in chain for word, rest in stages()[s] if word == "USER"]
+    return chain
+
+
+def _instructions_of(stage: str) -> list[tuple[str, str]]:
+    return [instruction for s in _chain(stage) for instruction in stages()[s]]
+
+
+def _final_user(stage: str) -> str:
+    users = [rest for word, rest in _instructions_of(stage) if word == "USER"]
     return users[-1] if users else "root"
 
 
@@ -186,3 +200,106 @@ def test_http_healthchecks_ask_the_container_itself_even_behind_a_proxy(status: 
                 assert (done.returncode == 0) == (status == 200), f"{where}: {done.stderr[-300:]}"
         finally:
             server.shutdown()
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _venv_requirements(stage: str) -> list[str]:
+    """The requirements installed into the /opt/venv that `stage` copies (from the stage that builds it)."""
+    (source,) = [rest.split()[0].split("=", 1)[1] for word, rest in _instructions_of(stage)
+                 if word == "COPY" and rest.startswith("--from=") and "/opt/venv" in rest]
+    (install,) = [rest for word, rest in stages()[source] if word == "RUN" and "pip install" in rest]
+    words = install[install.index("pip install") + len("pip install"):].split("&&")[0].split()
+    requirements, i = [], 0
+    while i < len(words):
+        word = words[i]
+        if word in ("-c", "-r"):
+            if word == "-r" and words[i + 1].endswith("requirements.lock"):
+                lock = (REPO / "requirements.lock").read_text(encoding="utf-8").splitlines()
+                requirements += [line.split("==")[0] for line in lock if line and not line.startswith("#")]
+            elif word == "-r" and "['project']['dependencies']" in install and f"> {words[i + 1]}" in install:
+                pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+                requirements += pyproject["project"]["dependencies"]  # written from pyproject.toml in the RUN
+            elif word == "-r":
+                raise AssertionError(f"{source}: cannot read {words[i + 1]} here")
+            i += 2
+            continue
+        requirements += arg_default(word[1:].strip("{}")).strip('"').split() if word.startswith("$") else [word]
+        i += 1
+    return requirements
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """Every distribution `requirements` install, read from the installed packages' metadata (.venv)."""
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        key = (_canonical(requirement.name), tuple(sorted(requirement.extras)))
+        if key in seen:
+            continue
+        seen.add(key)
+        extras = set(requirement.extras) | {""}
+        for line in importlib.metadata.distribution(requirement.name).requires or []:
+            needed = Requirement(line)
+            if needed.marker is None or any(needed.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(needed)
+    return {name for name, _extras in seen}
+
+
+def _imported_distributions(folder: str) -> dict[str, str]:
+    """{distribution: a module that imports it} for the third-party imports of the files under `folder` that
+    reach the build context (.dockerignore)."""
+    owners = importlib.metadata.packages_distributions()
+    found: dict[str, str] = {}
+    for path in sorted((REPO / folder).rglob("*.py")):
+        relative = path.relative_to(REPO).as_posix()
+        if _dockerignore_excludes(relative):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                # `from opentelemetry import trace`: the names may be modules of a namespace package
+                names = [f"{node.module}.{a.name}" if importlib.util.find_spec(node.module).origin is None
+                         else node.module for a in node.names]
+            else:
+                continue
+            for module in names:
+                top = module.split(".")[0]
+                if top in sys.stdlib_module_names or top in ("services", "__future__"):
+                    continue
+                candidates = owners.get(top, [])
+                if len(candidates) > 1:  # a namespace package (opentelemetry, google): whose file is it?
+                    origin = importlib.util.find_spec(module).origin
+                    candidates = [c for c in candidates
+                                  if any(str(importlib.metadata.distribution(c).locate_file(f)) == origin
+                                         for f in importlib.metadata.distribution(c).files or [])]
+                assert len(candidates) == 1, f"{relative}: which distribution is {module}? {candidates}"
+                found.setdefault(_canonical(candidates[0]), relative)
+    return found
+
+
+def test_the_service_image_has_what_the_services_import_and_no_development_tooling() -> None:
+    """The service image's virtualenv: every third-party import of the code it copies is installed, and nothing
+    of the development and tools side is (the test runner, linter, validators, code generators, Locust, Chaos
+    Toolkit, the lab's CLI): before, it was the whole requirements.lock."""
+    installed = _closure(_venv_requirements("service"))
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    tooling = {_canonical(Requirement(r).name) for r in pyproject["project"]["optional-dependencies"]["dev"]}
+    tooling |= {"locust", "chaostoolkit", "chaostoolkit-lib", "supervisor", "typer", "grafana-foundation-sdk"}
+    assert not installed & tooling, f"development tooling in the service image: {sorted(installed & tooling)}"
+    copied = {rest.split()[0] for word, rest in _instructions_of("service") if word == "COPY" and "--from" not in rest}
+    assert copied == {"services/"}, f"the service image copies {copied}"
+    missing = {d: where for d, where in _imported_distributions("services").items() if d not in installed}
+    assert not missing, f"imported but not installed in the service image: {missing}"
+
+
+def test_the_tools_image_installs_the_project_dependencies_without_the_dev_extra() -> None:
+    installed = _closure(_venv_requirements("tools"))
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert {_canonical(Requirement(r).name) for r in pyproject["project"]["dependencies"]} <= installed
+    # The dev extra's own tools (pytest comes with Locust, which ships a pytest plugin).
+    assert not installed & {"ruff", "kubernetes-validate", "grpcio-tools", "pytest-asyncio", "pytest-timeout"}
