@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from services.kit import metrics
 from services.kit.faults import FaultRegistry, InjectedAbort, InjectedError, apply_fault
+from services.kit.grpc_handlers import Behaviour, UnaryServerInterceptor
 from services.kit.tracing import grpc_server_interceptors
 
 # Clients are told to reconnect after this long (plus the grace for calls in flight). Replicas share one port
@@ -19,32 +19,6 @@ from services.kit.tracing import grpc_server_interceptors
 # connection stays on the replica it first reached and a newly scaled-up replica gets no traffic.
 MAX_CONNECTION_AGE_MS = 5_000
 MAX_CONNECTION_AGE_GRACE_MS = 10_000
-
-Behaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-
-
-def with_unary_behaviour(handler: grpc.RpcMethodHandler, behaviour: Behaviour) -> grpc.RpcMethodHandler:
-    """`handler` answering with `behaviour`, which calls `handler.unary_unary` itself; (de)serializers kept. How
-    the kit's server interceptors (metrics, faults, the fast path for unrecorded traces) wrap a call."""
-    return grpc.unary_unary_rpc_method_handler(
-        behaviour,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
-
-
-class UnaryServerInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps the behaviour of unary-unary methods (`wrap`); other handlers pass through untouched."""
-
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        return with_unary_behaviour(handler, self.wrap(handler.unary_unary, details.method))
-
-    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
-        raise NotImplementedError
-
 
 class GrpcMetricsInterceptor(UnaryServerInterceptor):
     """grpc_server_request_duration_seconds{method, code} for unary-unary calls."""

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from services.kit.grpc_server import with_unary_behaviour
+from services.kit.grpc_handlers import with_unary_behaviour
 from services.kit.unrecorded import continue_unrecorded, inject_if_suppressed, is_unrecorded, remote_parent
 
 
