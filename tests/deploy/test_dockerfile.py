@@ -135,8 +135,9 @@ def _dockerignore_excludes(path: str) -> bool:
     [
         (".git/HEAD", True), (".venv/bin/python", True), (".chaoslab/registry.json", True),
         ("compose/.env", True), ("tests/deploy/test_dockerfile.py", True), ("k8s/base/kustomization.yaml", True),
-        ("services/kit/__pycache__/app.cpython-311.pyc", True),
-        ("requirements.lock", False), ("services/kit/app.py", False), ("chaoslab/lab/webhook.py", False),
+        ("services/kit/__pycache__/app.cpython-311.pyc", True), ("services/proto/generate.py", True),
+        ("requirements.lock", False), ("pyproject.toml", False), ("services/kit/app.py", False),
+        ("chaoslab/lab/webhook.py", False),
     ],
 )
 def test_dockerignore_keeps_the_context_to_what_the_image_copies(path: str, excluded: bool) -> None:
