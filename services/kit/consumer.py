@@ -18,7 +18,7 @@ import aio_pika
 from services.contract import ORDER_EVENTS_QUEUE
 from services.kit import metrics
 from services.kit.bus import declare_topology, delivery_count
-from services.kit.worker import BrokerWorker
+from services.kit.worker import BrokerWorker, cancelled_under_us
 
 MessageHandler = Callable[[aio_pika.abc.AbstractIncomingMessage, int], Awaitable[None]]
 
@@ -97,11 +97,9 @@ class Consumer(BrokerWorker):
             try:
                 await asyncio.wait_for(self.queue.cancel(self.consumer_tag), CANCEL_TIMEOUT_S)
             except (Exception, asyncio.CancelledError) as exc:
-                # aiormq reports a channel that closed under the call as CancelledError; only a cancellation of
-                # this task is ours to pass on. Closing the connection below stops deliveries anyway.
-                task = asyncio.current_task()
-                if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                if not isinstance(exc, Exception) and not cancelled_under_us(exc):
                     raise
+                # Closing the connection in stop() stops deliveries anyway.
                 self.log.warning("consumer cancel failed", error=repr(exc))
         self._inflight_at_stop = len(self._inflight)
         if self._inflight:

@@ -22,6 +22,13 @@ FIRST_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 5.0
 
 
+def cancelled_under_us(exc: BaseException) -> bool:
+    """A CancelledError that is not a cancellation of this task: aiormq reports a channel or connection that closed
+    under a call that way. It is a failure like any other; only a cancellation of this task is ours to pass on."""
+    task = asyncio.current_task()
+    return isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling()
+
+
 class BrokerWorker:
     """Subclasses say how to connect (`_connect`, after `connect_broker`), whether they still are (`_connected`),
     what one round of work is (`_work`: returns the pause before the next round) and what to drain on a graceful
@@ -67,9 +74,9 @@ class BrokerWorker:
                         await self._connect()
                     pause = await self._work()
                     backoff = FIRST_BACKOFF_S
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - broker or database trouble: retry with backoff
+                except (Exception, asyncio.CancelledError) as exc:  # broker or database trouble: retry with backoff
+                    if not isinstance(exc, Exception) and not cancelled_under_us(exc):
+                        raise
                     self.log.warning(self.retrying, error=repr(exc), backoff_s=backoff)
                     await self.close()
                     pause = backoff * random.uniform(0.5, 1.0)
