@@ -11,10 +11,12 @@ import json
 import os
 import signal
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -441,6 +443,49 @@ def test_missing_fields_are_dead_lettered_too(shop: Shop) -> None:
     )
     got = wait_for(lambda: dead_letters(shop.rabbit.amqp_url), timeout=30, what="a dead letter")
     assert [m.message_id for m in got] == [message_id]
+
+
+# -- the customer check ------------------------------------------------------------------------------------------
+class _UsersAnsweringFor(BaseHTTPRequestHandler):
+    """A users stand-in whose GET /users/me answers 200 with the profile of `profile_id`, whoever asks; `asked`
+    collects the paths (a subclass per test brings its own list)."""
+
+    profile_id = "someone-else"
+    asked: list[str]
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        type(self).asked.append(self.path)
+        body = json.dumps({"id": self.profile_id, "email": "x@example.test", "name": "", "address": ""}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_an_answer_from_users_that_is_not_the_callers_profile_fails_the_order(shop: Shop) -> None:
+    handler = type("Users", (_UsersAnsweringFor,), {"asked": []})
+    users = ThreadingHTTPServer(("127.0.0.1", shop.ports.take()), handler)
+    threading.Thread(target=users.serve_forever, daemon=True).start()
+    orders = shop.start_orders("orders-users-check", "orders-users-check", shop.grpc_port,
+                               USERS_URL=f"http://127.0.0.1:{users.server_address[1]}")
+    try:
+        token = shop.token()
+        key = f"k-{uuid.uuid4()}"
+        r = shop.place(token, key, orders=orders)
+        assert r.status_code == 502, r.text
+        assert r.json()["detail"] == "users answered with a profile that is not the caller's"
+        assert handler.asked == ["/users/me"]
+        assert metric(orders, "orders_failed_total", reason="users_error") == 1
+        assert payments_key(user_id_of(token), key) not in shop.payments_by_key()  # nothing charged
+        assert audit(orders)["count"] == 0
+    finally:
+        orders.stop()
+        users.shutdown()
+        users.server_close()
 
 
 # -- faults ------------------------------------------------------------------------------------------------------
