@@ -1,5 +1,5 @@
 # The two commands of the README's quickstart are `make demo` and `make test`; both run `setup` first.
-.PHONY: setup demo gameday test test-quick lint generate bench down clean
+.PHONY: setup demo gameday test test-quick test-containers lint generate bench down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,10 @@ test: setup
 
 test-quick: setup
 	.venv/bin/pytest -m quick -q
+
+# The compose stack in podman (root; part of `make test` too): images built here, the compose experiments run in it.
+test-containers: setup
+	.venv/bin/pytest -m containers tests/containers
 
 lint: setup
 	.venv/bin/ruff check .
