@@ -21,12 +21,13 @@ from services.kit.app import Service
 from services.kit.config import env_str
 from services.kit.db import DATABASE, Database
 from services.kit.errors import ApiError
+from services.kit.tokens import unauthorized
 from services.kit.tracing import untraced
 from services.kit.validation import parse_body
 
 from .models import LoginBody, RefreshBody, RegisterBody, metadata, normalise_email, users
 from .passwords import Passwords
-from .signing import Tokens, unauthorized
+from .signing import Tokens
 
 INVALID_CREDENTIALS = "invalid email or password"
 
@@ -38,13 +39,11 @@ routes = web.RouteTableDef()
 
 
 async def _user_by_email(db: Database, email: str) -> Any:
-    async with db.session() as session:
-        return (await session.execute(select(users).where(users.c.email == email))).first()
+    return await db.first(select(users).where(users.c.email == email))
 
 
 async def _user_by_id(db: Database, user_id: str) -> Any:
-    async with db.session() as session:
-        return (await session.execute(select(users).where(users.c.id == user_id))).first()
+    return await db.first(select(users).where(users.c.id == user_id))
 
 
 @routes.post("/auth/register")

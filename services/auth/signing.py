@@ -29,7 +29,7 @@ from services import contract
 from services.contract import JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
 from services.kit.config import env_int
 from services.kit.db import Database
-from services.kit.errors import ApiError
+from services.kit.tokens import unauthorized
 from services.kit.tracing import untraced
 
 from .models import signing_keys
@@ -37,10 +37,6 @@ from .models import signing_keys
 KEY_SLOT = "current"
 
 log = structlog.get_logger(contract.AUTH.name)
-
-
-def unauthorized(detail: str) -> ApiError:
-    return ApiError(401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="chaoslab"'})
 
 
 def _b64url_uint(data: bytes) -> str:
@@ -72,12 +68,7 @@ def _generate_key() -> tuple[str, str]:
 
 
 async def _current_key_row(db: Database) -> Any:
-    async with db.session() as session:
-        return (
-            await session.execute(
-                select(signing_keys.c.kid, signing_keys.c.private_pem).where(signing_keys.c.slot == KEY_SLOT)
-            )
-        ).first()
+    return await db.first(select(signing_keys.c.kid, signing_keys.c.private_pem).where(signing_keys.c.slot == KEY_SLOT))
 
 
 async def load_or_create_key(db: Database) -> SigningKey:

@@ -84,6 +84,8 @@ class Service:
             error_middleware(self.log), fault_middleware(self.faults)])
         self.app[VERIFIER] = self.verifier
         self.admin = admin_app(token=self.config.admin_token, faults=self.faults, health=self.health, log=self.log)
+        # The session first: the admin port already answers readiness checks, and the gateway's fetches the JWKS.
+        self.lifetime(self._client_session)
         self.db: Database | None = None
         if facts.database:
             self.db = Database(self.config.database_url)
@@ -91,7 +93,6 @@ class Service:
             self.app[DATABASE] = self.admin[DATABASE] = self.db
             self.add_readiness_check("database", self.db.ping)
             self.lifetime(self._database)
-        self.lifetime(self._client_session)
 
     # -- composition -----------------------------------------------------------------------------------
     def metadata(self, md: MetaData) -> None:

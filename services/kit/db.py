@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import Executable, MetaData, Row, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -104,6 +104,16 @@ class Database:
                 yield session
         finally:
             _write_tx.reset(token)
+
+    async def rows(self, statement: Executable) -> list[Row[Any]]:
+        """Every row a read returns, in a transaction of its own."""
+        async with self.session() as session:
+            return list((await session.execute(statement)).all())
+
+    async def first(self, statement: Executable) -> Row[Any] | None:
+        """The first row a read returns, or None, in a transaction of its own."""
+        async with self.session() as session:
+            return (await session.execute(statement)).first()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.registry import Collector
 
+from services.contract import GATEWAY, NOTIFICATIONS, ORDERS, PAYMENTS
+
 # Buckets cover the lab's range: a 50 ms provider, a 250 ms latency SLO threshold, multi-second faults.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -85,12 +87,12 @@ notifications_delivered_total = Counter(
 )
 
 SERVICE_METRICS: dict[str, list[Collector]] = {
-    "gateway": [gateway_ratelimit_rejections_total],
-    "orders": [outbox_backlog, outbox_publish_duration_seconds, outbox_published_total,
+    GATEWAY.name: [gateway_ratelimit_rejections_total],
+    ORDERS.name: [outbox_backlog, outbox_publish_duration_seconds, outbox_published_total,
                orders_placed_total, orders_failed_total],
-    "payments": [grpc_server_request_duration_seconds, payments_inflight, payments_concurrency_limit,
+    PAYMENTS.name: [grpc_server_request_duration_seconds, payments_inflight, payments_concurrency_limit,
                  payments_processed_total],
-    "notifications": [consumer_messages_total, consumer_last_success_timestamp_seconds,
+    NOTIFICATIONS.name: [consumer_messages_total, consumer_last_success_timestamp_seconds,
                       notifications_delivered_total],
 }
 

@@ -32,7 +32,8 @@ class Principal:
         return any(role in self.roles for role in roles)
 
 
-def _unauthorized(detail: str) -> ApiError:
+def unauthorized(detail: str) -> ApiError:
+    """401 with the challenge a bearer-token API answers (RFC 6750)."""
     return ApiError(401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="chaoslab"'})
 
 
@@ -90,32 +91,32 @@ class JwksVerifier:
         if not self._keys:
             raise ApiError(503, "Service Unavailable", "token keys are not available yet (auth unreachable)",
                            headers={"Retry-After": "1"})
-        raise _unauthorized("the token was signed with an unknown key")
+        raise unauthorized("the token was signed with an unknown key")
 
     async def verify(self, token: str, *, typ: str = "access") -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise _unauthorized("the token is malformed") from None
+            raise unauthorized("the token is malformed") from None
         if header.get("alg") != JWT_ALGORITHM:
-            raise _unauthorized(f"the token must be signed with {JWT_ALGORITHM}")
+            raise unauthorized(f"the token must be signed with {JWT_ALGORITHM}")
         key = await self._key_for(str(header.get("kid", "")))
         try:
             claims = jwt.decode(token, key, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
                                 options={"require": ["exp", "iat", "sub"]})
         except jwt.ExpiredSignatureError:
-            raise _unauthorized("the token has expired") from None
+            raise unauthorized("the token has expired") from None
         except jwt.PyJWTError as exc:
-            raise _unauthorized(f"the token is invalid: {exc}") from None
+            raise unauthorized(f"the token is invalid: {exc}") from None
         if claims.get("typ") != typ:
-            raise _unauthorized(f"a {typ} token is required")
+            raise unauthorized(f"a {typ} token is required")
         return claims
 
     async def principal(self, request: web.Request) -> Principal:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _unauthorized("a bearer token is required")
+            raise unauthorized("a bearer token is required")
         claims = await self.verify(token.strip())
         roles = claims.get("roles") or []
         return Principal(user_id=str(claims["sub"]), email=str(claims.get("email", "")),

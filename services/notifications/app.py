@@ -170,36 +170,27 @@ async def list_notifications(request: web.Request) -> web.Response:
         .where(notifications.c.user_id == principal.user_id)
         .order_by(notifications.c.created_at.desc(), notifications.c.id)
     )
-    async with request.app[DATABASE].session() as session:
-        rows = (await session.execute(query)).all()
+    rows = await request.app[DATABASE].rows(query)
     return web.json_response({"items": [notification_view(r) for r in rows]})
 
 
 @admin_routes.get("/admin/audit")
 async def audit(request: web.Request) -> web.Response:
-    async with request.app[DATABASE].session() as session:
-        rows = (
-            await session.execute(
-                select(
-                    processed_events.c.event_id,
-                    processed_events.c.order_id,
-                    processed_events.c.duplicates,
-                    func.count(notifications.c.id).label("notifications"),
-                )
-                .select_from(
-                    processed_events.outerjoin(notifications, notifications.c.event_id == processed_events.c.event_id)
-                )
-                .group_by(processed_events.c.event_id, processed_events.c.order_id, processed_events.c.duplicates)
-                .order_by(processed_events.c.event_id)
-            )
-        ).all()
+    events = processed_events.c
+    rows = await request.app[DATABASE].rows(
+        select(events.event_id, events.order_id, events.duplicates,
+               func.count(notifications.c.id).label("notifications"))
+        .select_from(processed_events.outerjoin(notifications, notifications.c.event_id == events.event_id))
+        .group_by(events.event_id, events.order_id, events.duplicates)
+        .order_by(events.event_id)
+    )
     items = [
         {"event_id": r.event_id, "order_id": r.order_id, "notifications": r.notifications, "duplicates": r.duplicates}
         for r in rows
     ]
     return web.json_response(
         {
-            "service": "notifications",
+            "service": contract.NOTIFICATIONS.name,
             "count": len(items),
             "notifications": sum(i["notifications"] for i in items),
             "duplicates": sum(i["duplicates"] for i in items),

@@ -86,11 +86,7 @@ def _idempotency_key(request: web.Request) -> str:
 
 
 async def _find(db: Database, user_id: str, key: str) -> Any:
-    async with db.session() as session:
-        result = await session.execute(
-            select(orders).where(orders.c.user_id == user_id, orders.c.idempotency_key == key)
-        )
-        return result.first()
+    return await db.first(select(orders).where(orders.c.user_id == user_id, orders.c.idempotency_key == key))
 
 
 def _replay(row: Any, request_hash: str) -> web.Response:
@@ -195,8 +191,7 @@ async def list_orders(request: web.Request) -> web.Response:
     query = this_page.of(select(orders).order_by(orders.c.created_at.desc(), orders.c.id))
     if not show_all:
         query = query.where(orders.c.user_id == principal.user_id)
-    async with request.app[DATABASE].session() as session:
-        rows = (await session.execute(query)).all()
+    rows = await request.app[DATABASE].rows(query)
     return web.json_response({"items": [order_view(r._mapping) for r in rows]})
 
 
@@ -204,8 +199,7 @@ async def list_orders(request: web.Request) -> web.Response:
 @authenticated(roles=ANY_USER)
 async def get_order(request: web.Request) -> web.Response:
     principal: Principal = request["principal"]
-    async with request.app[DATABASE].session() as session:
-        row = (await session.execute(select(orders).where(orders.c.id == request.match_info["order_id"]))).first()
+    row = await request.app[DATABASE].first(select(orders).where(orders.c.id == request.match_info["order_id"]))
     # Another user's order answers 404, exactly like a missing one: its existence is not revealed.
     if row is None or (row.user_id != principal.user_id and ADMIN not in principal.roles):
         raise ApiError(404, "Not Found", "no such order")
@@ -220,15 +214,14 @@ async def audit(request: web.Request) -> web.Response:
         .select_from(orders.outerjoin(outbox, outbox.c.event_id == orders.c.event_id))
         .order_by(orders.c.created_at)
     )
-    async with request.app[DATABASE].session() as session:
-        rows = (await session.execute(query)).all()
+    rows = await request.app[DATABASE].rows(query)
     items = [
         {"id": r.id, "user_id": r.user_id, "payment_id": r.payment_id, "event_id": r.event_id,
          "total_cents": r.total_cents, "created_at": iso_utc(r.created_at), "sent": r.sent_at is not None}
         for r in rows
     ]
     unsent = sum(1 for i in items if not i["sent"])
-    return web.json_response({"service": "orders", "count": len(items), "unsent": unsent, "items": items})
+    return web.json_response({"service": contract.ORDERS.name, "count": len(items), "unsent": unsent, "items": items})
 
 
 def create_service() -> Service:

@@ -85,9 +85,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServicer):
         self.replica = replica
 
     async def _find(self, key: str) -> Any:
-        async with self.db.session() as session:
-            result = await session.execute(select(payments).where(payments.c.idempotency_key == key))
-            return result.first()
+        return await self.db.first(select(payments).where(payments.c.idempotency_key == key))
 
     async def Charge(  # noqa: N802 - the generated servicer's method name
         self, request: payments_pb2.ChargeRequest, context: grpc.aio.ServicerContext
@@ -183,22 +181,12 @@ class ChargeServer:
 
 @admin_routes.get("/admin/audit")
 async def audit(request: web.Request) -> web.Response:
-    async with request.app[DATABASE].session() as session:
-        rows = (
-            await session.execute(
-                select(
-                    payments.c.idempotency_key,
-                    payments.c.id,
-                    payments.c.amount_cents,
-                    payments.c.currency,
-                    payments.c.user_id,
-                    payments.c.order_ref,
-                    payments.c.replica,
-                )
-                .order_by(payments.c.created_at)
-                .limit(AUDIT_LIMIT)
-            )
-        ).all()
+    p = payments.c
+    rows = await request.app[DATABASE].rows(
+        select(p.idempotency_key, p.id, p.amount_cents, p.currency, p.user_id, p.order_ref, p.replica)
+        .order_by(p.created_at)
+        .limit(AUDIT_LIMIT)
+    )
     items = [
         {
             "key": r.idempotency_key,
@@ -211,7 +199,7 @@ async def audit(request: web.Request) -> web.Response:
         }
         for r in rows
     ]
-    return web.json_response({"service": "payments", "count": len(items), "items": items})
+    return web.json_response({"service": contract.PAYMENTS.name, "count": len(items), "items": items})
 
 
 def create_service() -> Service:

@@ -38,8 +38,7 @@ def _display_name(principal: Principal) -> str:
 
 
 async def _find(db: Database, user_id: str) -> Any:
-    async with db.session() as session:
-        return (await session.execute(select(profiles).where(profiles.c.id == user_id))).first()
+    return await db.first(select(profiles).where(profiles.c.id == user_id))
 
 
 async def get_or_create(db: Database, principal: Principal) -> Any:
@@ -95,8 +94,7 @@ async def patch_me(request: web.Request) -> web.Response:
 @authenticated(roles=ADMIN_ONLY)
 async def list_users(request: web.Request) -> web.Response:
     query = page(request).of(select(profiles).order_by(profiles.c.created_at, profiles.c.id))
-    async with request.app[DATABASE].session() as session:
-        rows = (await session.execute(query)).all()
+    rows = await request.app[DATABASE].rows(query)
     return web.json_response({"items": [profile_view(r) for r in rows]})
 
 
