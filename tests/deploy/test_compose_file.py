@@ -37,7 +37,7 @@ IMAGE_PORTS = {
     "grafana": {3000},
     "loki": {3100, 9096},
     "jaeger": {4317, 4318, 13133, 16685, 16686},
-    "locust-master": {8089, 5557, 9646},
+    "locust-master": {8089, 5557, 9646, 9647},  # 9647: the exporter of a command-line run exec'ed in it
     "chaos-runner": {9095},
 }
 # Host paths that are the container runtime's, not the repository's.
