@@ -96,7 +96,7 @@ class Service:
 
     # -- composition -----------------------------------------------------------------------------------
     def metadata(self, md: MetaData) -> None:
-        """The service's tables: created at start, before any lifetime is entered."""
+        """The service's tables: created at start (the kit's database lifetime), before the service's own lifetimes."""
         self._metadata.append(md)
 
     def add_readiness_check(self, name: str, check: Check, required: bool = True) -> None:
@@ -104,9 +104,9 @@ class Service:
 
     def lifetime(self, fn: Lifetime) -> None:
         """`fn(svc)` is an async generator that opens a resource, yields once while the replica serves, and closes
-        it. Entered in the order given, after the admin port opened and the tables exist and before the public port
-        opens (and traced: a server it starts hands that context to its handlers); exited in reverse after the
-        in-flight requests drained."""
+        it. Entered in the order given, after the admin port opened and the kit's own (the client session, the
+        tables) and before the public port opens (and traced: a server it starts hands that context to its
+        handlers); exited in reverse after the in-flight requests drained."""
         self._lifetimes.append(fn)
 
     def background(self, fn: Task) -> None:
