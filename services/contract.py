@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # -- the services ------------------------------------------------------------------------------------------------
 
@@ -130,6 +130,35 @@ class OrderEvent(BaseModel):
     def payload(self) -> bytes:
         """The message body: compact JSON, fields in the order above."""
         return self.model_dump_json().encode()
+
+
+# -- the replicas' admin API -----------------------------------------------------------------------------------
+
+FAULT_KINDS: tuple[str, ...] = ("latency", "error", "abort", "cpu")
+MAX_FAULT_TTL_S = 3600
+
+
+class FaultSpec(BaseModel):
+    """A fault for one replica (POST /admin/faults): read by the kit's admin API and by chaoslab's admin client."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: Literal["latency", "error", "abort", "cpu"]
+    ttl_s: float = Field(60.0, gt=0, le=MAX_FAULT_TTL_S)
+    percent: float = Field(100.0, ge=0, le=100)
+    route: str | None = Field(None, max_length=200, description="route template (or gRPC method) only")
+    upstream: str | None = Field(None, max_length=100, description="calls to this upstream only")
+    latency_ms: float = Field(0.0, ge=0, le=60_000)
+    jitter_ms: float = Field(0.0, ge=0, le=60_000)
+    status: int = Field(503, ge=400, le=599)
+
+    @model_validator(mode="after")
+    def _check(self) -> FaultSpec:
+        if self.kind == "latency" and self.latency_ms <= 0:
+            raise ValueError("a latency fault needs latency_ms > 0")
+        if self.kind == "cpu" and (self.route or self.upstream):
+            raise ValueError("a cpu fault applies to the whole replica: no route or upstream")
+        return self
 
 
 # -- tokens and roles ----------------------------------------------------------------------------------------

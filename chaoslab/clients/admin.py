@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 import requests
 
 from chaoslab.errors import ClientError
+from services.contract import FaultSpec
 
 TIMEOUT_S = 5.0
 AUDIT_TIMEOUT_S = 15.0
-FAULT_FIELDS = ("kind", "ttl_s", "percent", "route", "upstream", "latency_ms", "jitter_ms", "status")
+FAULT_FIELDS = tuple(FaultSpec.model_fields)  # the admin API's own request model
 
 Replica = dict[str, Any]
 T = TypeVar("T")

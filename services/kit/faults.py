@@ -14,34 +14,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
-
+from services.contract import FAULT_KINDS as KINDS
+from services.contract import FaultSpec
 from services.kit import metrics
-from services.kit.validation import StrictModel
-
-KINDS = ("latency", "error", "abort", "cpu")
-MAX_TTL_S = 3600
-
-
-class FaultSpec(StrictModel):
-    kind: Literal["latency", "error", "abort", "cpu"]
-    ttl_s: float = Field(60.0, gt=0, le=MAX_TTL_S)
-    percent: float = Field(100.0, ge=0, le=100)
-    route: str | None = Field(None, max_length=200, description="route template (or gRPC method) only")
-    upstream: str | None = Field(None, max_length=100, description="calls to this upstream only")
-    latency_ms: float = Field(0.0, ge=0, le=60_000)
-    jitter_ms: float = Field(0.0, ge=0, le=60_000)
-    status: int = Field(503, ge=400, le=599)
-
-    @model_validator(mode="after")
-    def _check(self) -> FaultSpec:
-        if self.kind == "latency" and self.latency_ms <= 0:
-            raise ValueError("a latency fault needs latency_ms > 0")
-        if self.kind == "cpu" and (self.route or self.upstream):
-            raise ValueError("a cpu fault applies to the whole replica: no route or upstream")
-        return self
 
 
 @dataclass
@@ -201,4 +178,4 @@ async def apply_fault(registry: FaultRegistry, *, route: str | None = None, upst
 
 
 __all__ = ["FaultRegistry", "FaultSpec", "Fault", "apply_fault", "InjectedFault", "InjectedError", "InjectedAbort",
-           "fault_delay_s", "BURN_SLICE_S", "MAX_TTL_S"]
+           "fault_delay_s", "BURN_SLICE_S"]
