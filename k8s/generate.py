@@ -8,7 +8,8 @@ Written here: k8s/base/services/<service>.yaml (Deployment, Service, HPA, PDB pe
 k8s/base/networkpolicies.yaml (default deny + the call graph), copies of the compose stack's Postgres init
 script and RabbitMQ configuration (kustomize only reads files below a kustomization), and
 k8s/overlays/observability/prometheusrule.yaml (alerts/rules/standard.rules.yml, verbatim, in a CR).
-Hand-written: kustomization files, namespace, Postgres, RabbitMQ, RBAC, the overlays' Jobs and monitors.
+Hand-written: kustomization files, namespace, Postgres, RabbitMQ, RBAC, the overlays' monitors and OTLP egress,
+the add-ons' Jobs and policies, the payments-inflight-hpa component.
 """
 
 from __future__ import annotations

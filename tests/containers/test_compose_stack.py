@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -58,7 +59,8 @@ def _remove_leftovers() -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if os.geteuid() != 0:
         skip_or_fail_in_ci("the container test needs root (rootful podman, debootstrap)")
-    reason = available()
+    reason = available() or (None if shutil.which("docker-compose") else
+                             "docker-compose is not installed (Debian package docker-compose; make setup installs it)")
     if reason:
         skip_or_fail_in_ci(reason)
     _remove_leftovers()
