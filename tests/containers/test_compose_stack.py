@@ -30,6 +30,7 @@ from ct_images import INFRASTRUCTURE, STANDS_IN_FOR, base_image, infrastructure_
 from ct_podman import available, labelled, podman, remove_run
 from ct_stack import NOT_STARTED, Stack
 
+from chaoslab.chaos import verdict  # the runs are judged as the project judges them: from the journal
 from support.prereqs import skip_or_fail_in_ci
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -139,25 +140,6 @@ def _run_experiment(stack: Stack, experiment: str) -> dict:
     return json.loads(read.stdout)
 
 
-def _problems(journal: dict) -> list[str]:
-    """What makes a run fail, read from its journal (chaos run's exit code misses some: chaos/README.md)."""
-    problems = []
-    if journal.get("status") != "completed":
-        problems.append(f"status {journal.get('status')}")
-    if journal.get("deviated"):
-        problems.append("deviated")
-    states = journal.get("steady_states") or {}
-    for when in ("before", "after"):
-        state = states.get(when)
-        if state is not None and not state.get("steady_state_met"):
-            failing = [p["activity"]["name"] for p in state.get("probes", []) if not p.get("tolerance_met")]
-            problems.append(f"steady state {when} missed: {failing}")
-    for entry in journal.get("run", []) + journal.get("rollbacks", []):
-        if entry.get("status") != "succeeded":
-            problems.append(f"{entry['activity']['name']}: {entry.get('status')} {str(entry.get('exception'))[-500:]}")
-    return problems
-
-
 def _measure(journal: dict, name: str) -> Any:
     (entry,) = [e for e in journal["run"] if e["activity"]["name"] == name]
     return entry.get("output")
@@ -198,7 +180,7 @@ def test_an_order_goes_through_the_published_gateway(stack: Stack) -> None:
 def test_kill_payments_replica_comes_back_by_the_restart_policy(stack: Stack) -> None:
     before = {c: stack.restarts(c) for c in stack.replicas("payments")}
     journal = _run_experiment(stack, "kill-payments-replica")
-    assert not _problems(journal), _problems(journal)
+    assert verdict.compute(journal).passed, verdict.compute(journal).failures
     # The experiment's own recovery probe may count the killed replica as ready before it has exited (the crash
     # answers first and exits 0.1 s later): the container's restart count and health are the evidence here.
     stack.wait("payments", "service_healthy")
@@ -212,7 +194,7 @@ def test_kill_payments_replica_comes_back_by_the_restart_policy(stack: Stack) ->
 
 def test_poison_message_is_dead_lettered_alerted_and_notified(stack: Stack) -> None:
     journal = _run_experiment(stack, "poison-message")
-    assert not _problems(journal), _problems(journal)
+    assert verdict.compute(journal).passed, verdict.compute(journal).failures
     for name in ("dead-letter-alert-fires", "dead-letter-alert-notified", "dead-letter-alert-resolves"):
         print(f"[container test] {name}: {_measure(journal, name)}", flush=True)
 
@@ -238,7 +220,7 @@ def test_data_audit_finds_every_order_paid_and_notified_once(stack: Stack, tmp_p
     path.write_text(json.dumps(experiment), encoding="utf-8")
     podman("cp", str(path), f"{stack.container('chaos-runner')}:/tmp/data-audit.json")
     journal = _run_experiment(stack, "/tmp/data-audit.json")
-    assert not _problems(journal), _problems(journal)
+    assert verdict.compute(journal).passed, verdict.compute(journal).failures
     report = _measure(journal, "data-audit")
     print(f"[container test] data audit: {report}", flush=True)
     assert report["ok"] and report["orders"] >= 4, report  # ours, and the experiments' own
