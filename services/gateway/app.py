@@ -63,7 +63,7 @@ class Gateway:
                 timeout_s=env_float(f"{route.upstream.name.upper()}_TIMEOUT_S", svc.config.upstream_timeout_s))
             for route in ROUTES
         }
-        return cls(upstreams, limiter, env_int("MAX_BODY_BYTES", 65536))
+        return cls(upstreams, limiter, svc.config.max_body_bytes)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -150,7 +150,8 @@ async def _send(request: web.Request, upstream: Upstream, route: Route, raw_path
         headers["X-Forwarded-For"] = f"{prior}, {request.remote}" if prior else request.remote
     path = route.upstream_prefix + raw_path[len(route.prefix):]
     idempotent = request.method in IDEMPOTENT_METHODS or (
-        request.method == "POST" and "Idempotency-Key" in request.headers
+        request.method == "POST" and route.keyed_post and path == route.upstream_prefix
+        and "Idempotency-Key" in request.headers
     )
     # UpstreamError (503/504 problem) propagates to the kit's error middleware
     answer = await upstream.send(

@@ -13,12 +13,16 @@ class Route:
     upstream: ServiceFacts  # its name is the `upstream` label of the client metrics
     upstream_prefix: str  # what the prefix becomes upstream
     public: bool = False  # True: no token needed (auth's own endpoints)
+    # True: a POST to the prefix itself honours Idempotency-Key (orders stores one order per key), so the gateway
+    # may repeat it. Elsewhere a POST is never repeated, whatever headers a client sends: auth does not know keys,
+    # and a client's Idempotency-Key on a login must not buy it a second attempt at every password.
+    keyed_post: bool = False
 
 
 ROUTES: tuple[Route, ...] = (
     Route("/api/auth", AUTH, "/auth", public=True),
     Route("/api/users", USERS, "/users"),
-    Route("/api/orders", ORDERS, "/orders"),
+    Route("/api/orders", ORDERS, "/orders", keyed_post=True),
     Route("/api/notifications", NOTIFICATIONS, "/notifications"),
 )
 

@@ -20,7 +20,7 @@ from services.kit.errors import ApiError, error_middleware, problem_response
 from services.kit.faults import FaultRegistry, FaultSpec
 from services.kit.health import Health
 from services.kit.tracing import untraced
-from services.kit.validation import parse_body
+from services.kit.validation import parse_body, read_json
 
 FAULTS = web.AppKey("faults", FaultRegistry)
 HEALTH = web.AppKey("health", Health)
@@ -114,7 +114,7 @@ async def crash(request: web.Request) -> web.Response:
     # A crash from inside, for runners without process control (the compose chaos runner has no Docker
     # socket): os._exit skips every shutdown step, like SIGKILL, and works for PID 1 in a container, where
     # a self-sent SIGKILL is ignored. The container's restart policy brings the replica back.
-    body = await request.json() if request.can_read_body else {}
+    body = await read_json(request, required=False) or {}
     delay_s = body.get("delay_s", CRASH_DELAY_S) if isinstance(body, dict) else None
     if not isinstance(delay_s, int | float) or isinstance(delay_s, bool) or not 0 <= delay_s <= 60:
         raise ApiError(422, "Unprocessable Content", "delay_s must be a number of seconds from 0 to 60",

@@ -30,7 +30,7 @@ from services.kit.errors import error_middleware
 from services.kit.faults import FaultRegistry
 from services.kit.health import Check, Health
 from services.kit.http_client import Upstream
-from services.kit.http_server import fault_middleware, request_log_middleware
+from services.kit.http_server import fault_middleware, request_log_middleware, use_problem_answers_for_bad_http
 from services.kit.logs import setup_logging
 from services.kit.tokens import VERIFIER, JwksVerifier
 from services.kit.tracing import (
@@ -79,7 +79,9 @@ class Service:
         self._lifetimes: list[Lifetime] = []
         self._session: aiohttp.ClientSession | None = None
         self.verifier = JwksVerifier(self.config.auth_url, lambda: self.session)
-        self.app = web.Application(middlewares=[
+        use_problem_answers_for_bad_http()
+        # A body above MAX_BODY_BYTES is refused (413) before anything parses it.
+        self.app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[
             *http_server_middlewares(), request_log_middleware(self.log, measure=self.config.instrumentation),
             error_middleware(self.log), fault_middleware(self.faults)])
         self.app[VERIFIER] = self.verifier

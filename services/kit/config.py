@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from dataclasses import dataclass
 
@@ -75,6 +76,7 @@ class CommonConfig:
     traces_per_second: float
     spans_dir: str
     upstream_timeout_s: float
+    max_body_bytes: int
 
     @classmethod
     def from_env(cls, service: str, default_port: int) -> CommonConfig:
@@ -93,7 +95,8 @@ class CommonConfig:
             admin_port=env_int("ADMIN_PORT", http_port + ADMIN_PORT_OFFSET),
             database_url=env_str("DATABASE_URL", f"sqlite+aiosqlite:///.chaoslab/data/{service}.db"),
             amqp_url=env_str("AMQP_URL", native_amqp_url()),
-            admin_token=env_str("ADMIN_TOKEN", "chaoslab-admin"),
+            # No default token: without ADMIN_TOKEN the admin API takes none (a random one nobody is told).
+            admin_token=env_str("ADMIN_TOKEN", "") or secrets.token_urlsafe(32),
             auth_url=upstream_address(AUTH).rstrip("/"),
             log_level=env_str("LOG_LEVEL", "info").lower(),
             instrumentation=env_bool("INSTRUMENTATION", True),
@@ -102,4 +105,5 @@ class CommonConfig:
             traces_per_second=per_second,
             spans_dir=env_str("SPANS_DIR", ".chaoslab/spans"),
             upstream_timeout_s=env_float("UPSTREAM_TIMEOUT_S", 3.0),
+            max_body_bytes=env_int("MAX_BODY_BYTES", 65536),
         )

@@ -31,8 +31,9 @@ DEFAULT_CHANNELS = 16
 RETRYABLE_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}
 )
-# Codes that say "the upstream is not well", for the breaker; a caller's mistake (INVALID_ARGUMENT...) does not count.
-BREAKER_CODES = RETRYABLE_CODES | {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+# Codes that say "the upstream cannot serve anyone now", for the breaker (resilience.py says why): the same ones. Any
+# other code is an answer about this call (INVALID_ARGUMENT, or INTERNAL from one request) and is passed on.
+BREAKER_CODES = RETRYABLE_CODES
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.use_local_subchannel_pool", 1),

@@ -1,6 +1,9 @@
 """Calls to upstream services over HTTP: a timeout on every attempt, and through resilience.py (the same as the
 gRPC client's) retries with jittered backoff for idempotent calls, a circuit breaker per upstream, per-attempt
-metrics and this replica's upstream faults; errors a caller can pass on (503/504)."""
+metrics and this replica's upstream faults; errors a caller can pass on (503/504).
+
+Every answer, 5xx included, is the upstream's answer: returned to the caller, never retried, never counted by the
+breaker (resilience.py says why). Only no answer (refused, reset, timed out) is retried and counted."""
 
 from __future__ import annotations
 
@@ -45,15 +48,8 @@ class UpstreamResponse:
             return None
 
 
-class _ServerError(Exception):
-    """A 5xx answer: a failure for the breaker and the retry, but still an answer to pass on at the end."""
-
-    def __init__(self, response: UpstreamResponse) -> None:
-        super().__init__(f"upstream answered {response.status}")
-        self.response = response
-
-
-_RETRYABLE = (aiohttp.ClientConnectionError, asyncio.TimeoutError, InjectedAbort, _ServerError)
+# No answer came: the only failures worth another attempt (for a call that is safe to repeat) and the breaker's.
+_RETRYABLE = (aiohttp.ClientConnectionError, asyncio.TimeoutError, InjectedAbort)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -64,11 +60,17 @@ def _timed_out(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError)
 
 
-def _injected(exc: InjectedFault) -> BaseException:
-    """An injected abort is an unreachable upstream (retried); an injected error fails the call with its status."""
+def _injected(exc: InjectedFault) -> BaseException | UpstreamResponse:
+    """An injected abort is an unreachable upstream (retried); an injected error is the upstream answering with the
+    fault's status (a problem document), passed on like any answer."""
     if isinstance(exc, InjectedError):
-        return ApiError(exc.status, "Injected Fault", str(exc))
+        problem = ApiError(exc.status, "Injected Fault", str(exc)).response()
+        return UpstreamResponse(exc.status, {"Content-Type": problem.content_type}, problem.body)
     return exc
+
+
+def _failed_answer(response: UpstreamResponse) -> bool:
+    return response.status >= 500
 
 
 class Upstream:
@@ -90,7 +92,7 @@ class Upstream:
         self.retries = retries
         self.breaker = breaker or make_breaker(name)
         self._calls = Resilience(name, "http", faults, self.breaker, retryable=_retryable, timed_out=_timed_out,
-                                 injected=_injected)
+                                 injected=_injected, failed_answer=_failed_answer)
 
     async def send(
         self,
@@ -113,16 +115,15 @@ class Upstream:
         try:
             return await self._calls.call(lambda: self._attempt(method, path, body, headers, params, timeout),
                                           attempts=attempts)
-        except _ServerError as exc:
-            return exc.response
         except CircuitOpen as exc:
             raise UpstreamError(503, "Service Unavailable", str(exc), headers={"Retry-After": "1"},
                                 upstream=self.name, reason="circuit_open") from None
         except TimeoutError:
             raise UpstreamError(504, "Gateway Timeout", f"{self.name} did not answer in time",
                                 upstream=self.name, reason="timeout") from None
-        except (aiohttp.ClientError, InjectedAbort) as exc:
-            raise UpstreamError(503, "Service Unavailable", f"{self.name} is unreachable: {exc}",
+        except (aiohttp.ClientError, InjectedAbort):
+            # Not the exception's text: it names the upstream's address, which is none of the client's business.
+            raise UpstreamError(503, "Service Unavailable", f"{self.name} is unreachable",
                                 headers={"Retry-After": "1"}, upstream=self.name, reason="unavailable") from None
 
     async def request(
@@ -150,7 +151,4 @@ class Upstream:
         async with self._session().request(
             method, self.base_url + path, data=body, headers=headers, params=params, timeout=client_timeout
         ) as resp:
-            response = UpstreamResponse(resp.status, dict(resp.headers), await resp.read())
-        if response.status >= 500:
-            raise _ServerError(response)
-        return response
+            return UpstreamResponse(resp.status, dict(resp.headers), await resp.read())

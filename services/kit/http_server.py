@@ -1,13 +1,17 @@
 """The public HTTP application's own middlewares: RED metrics and the one access-log line per request, and this
-replica's injected faults mapped onto HTTP (the tracing and error middlewares come from tracing.py and errors.py)."""
+replica's injected faults mapped onto HTTP (the tracing and error middlewares come from tracing.py and errors.py);
+and what the HTTP server answers to a request it cannot even parse."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
+import structlog
+from aiohttp import web, web_protocol, web_server
+from aiohttp.web_request import BaseRequest
 
 from services.kit import metrics
 from services.kit.errors import problem_response
@@ -71,3 +75,27 @@ def fault_middleware(registry: FaultRegistry) -> Any:
         return await handler(request)
 
     return middleware
+
+
+class ProblemRequestHandler(web_protocol.RequestHandler):
+    """aiohttp answers a request it cannot parse (bad HTTP: a header with a NUL byte, a request line too long)
+    itself, before any middleware, in text/plain, and logs the parser's exception, whose text quotes the offending
+    bytes: a bearer token with them. Here that answer is a problem document like every other error of the shop, and
+    the log line names the kind of error, not its text."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        structlog.get_logger("http").warning("request not served", status=status, client=request.remote,
+                                             error=type(exc).__name__ if exc is not None else None)
+        if request.writer.output_size > 0:  # some of an answer went out already: the connection is broken
+            raise ConnectionError("an answer was partly sent; no error answer can follow it")
+        detail = "the request is not valid HTTP" if status < 500 else "the error was logged"
+        response = problem_response(status, HTTPStatus(status).phrase, detail)
+        response.force_close()
+        return response
+
+
+def use_problem_answers_for_bad_http() -> None:
+    """Make every aiohttp server of this process answer unparsable requests with problem documents: aiohttp's
+    Server makes its connection handlers from the name `web_server.RequestHandler`, and offers no setting for it."""
+    web_server.RequestHandler = ProblemRequestHandler  # type: ignore[misc]

@@ -1,8 +1,13 @@
-"""Logs as one JSON object per line on stdout, with service, replica and the current trace and span ids."""
+"""Logs as one JSON object per line on stdout, with service, replica and the current trace and span ids.
+
+No secret reaches a log line, whoever writes it (the kit, a service, a library, an exception's text): values of
+fields named like secrets are replaced, and bearer tokens, JWTs and the Authorization and Cookie headers are cut
+out of every text, rendered exceptions included."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -20,6 +25,35 @@ def _add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     else:
         event.setdefault("trace_id", None)
         event.setdefault("span_id", None)
+    return event
+
+
+REDACTED = "[redacted]"
+_SECRET_FIELDS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "password", "token",
+                            "access_token", "refresh_token", "admin_token", "secret", "private_pem"})
+_SECRET_TEXT = (
+    # a header line, as a parser error quotes it: "Authorization: Bearer ...", "Cookie: ..."
+    (re.compile(r"(?i)\b(authorization|proxy-authorization|cookie|set-cookie)(\s*[:=]\s*)[^\r\n'\"]*"),
+     r"\1\2" + REDACTED),
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]+=*"), "Bearer " + REDACTED),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),  # a JWT anywhere
+)
+
+
+def scrub(text: str) -> str:
+    """`text` without bearer tokens, JWTs and Authorization/Cookie header values."""
+    for pattern, replacement in _SECRET_TEXT:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The last processor before rendering: secret fields replaced, secrets cut out of every text value."""
+    for key, value in event.items():
+        if key.lower() in _SECRET_FIELDS:
+            event[key] = REDACTED
+        elif isinstance(value, str):
+            event[key] = scrub(value)
     return event
 
 
@@ -46,6 +80,7 @@ def setup_logging(service: str, replica: str, level: str = "info") -> structlog.
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                redact_secrets,  # after format_exc_info: an exception's text is scrubbed too
                 structlog.processors.JSONRenderer(),
             ],
         )

@@ -6,8 +6,18 @@
   while it is open a call is refused without being made.
 - This replica's upstream faults (faults.py) applied inside each attempt, mapped by the protocol onto the failure
   the upstream itself would cause; they count for the retry and the breaker like real ones.
-- client_request_duration_seconds{upstream, protocol, outcome} per attempt: ok, error or timeout; and one
-  circuit_open observation for a call the open breaker refused.
+- client_request_duration_seconds{upstream, protocol, outcome} per attempt: ok, error (an answer that is a
+  failure, such as an HTTP 5xx, or a failure without an answer) or timeout; and one circuit_open observation for a
+  call the open breaker refused.
+
+What a breaker counts. A breaker is shared by every client of this replica, so it counts only failures of the
+upstream itself, which no client can cause for the others: no answer (a connection refused or reset, a timeout or
+deadline) and, over gRPC, UNAVAILABLE and RESOURCE_EXHAUSTED (a server that cannot serve anyone now). An answer is
+never a breaker failure, whatever it says: it came from a live upstream, and it may be about one request (a 400, a
+500 that one body provoked) or about the upstream's own dependency (orders' 503 while users is down). Counting
+answers let six anonymous bodies open the gateway's breaker to auth for every user, and users' outage open the
+gateway's breaker to orders for order reads that never touch users (issue 22, findings 1 and 5). Retries follow the
+same line, for calls that are safe to repeat only: no answer is worth another attempt; an answer is passed on.
 
 The failure that trips the breaker reports itself (a timeout stays a timeout): the call was made and that is what
 happened to it. Only a call refused by an open breaker reports CircuitOpen.
@@ -17,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiobreaker import CircuitBreaker, CircuitBreakerError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -48,11 +58,13 @@ def observe_breaker_rejection(upstream: str, protocol: str) -> None:
 
 class Resilience:
     """Calls to one upstream over one protocol. The protocol says which failures are retryable, which are
-    timeouts, and what an injected fault looks like on it (`injected` returns the exception to raise)."""
+    timeouts, which answers are failures for the metrics (`failed_answer`), and what an injected fault looks like
+    on it: `injected` returns the exception to raise, or the answer the upstream would have given."""
 
     def __init__(self, upstream: str, protocol: str, faults: FaultRegistry, breaker: CircuitBreaker, *,
                  retryable: Predicate, timed_out: Predicate,
-                 injected: Callable[[InjectedFault], BaseException]) -> None:
+                 injected: Callable[[InjectedFault], BaseException | Any],
+                 failed_answer: Callable[[Any], bool] = lambda _: False) -> None:
         self.upstream = upstream
         self.protocol = protocol
         self.breaker = breaker
@@ -60,6 +72,7 @@ class Resilience:
         self._retryable = retryable
         self._timed_out = timed_out
         self._injected = injected
+        self._failed_answer = failed_answer
 
     async def call(self, attempt: Callable[[], Awaitable[T]], *, attempts: int) -> T:
         """`attempt()` up to `attempts` times; raises the last attempt's failure, or CircuitOpen."""
@@ -83,9 +96,13 @@ class Resilience:
             try:
                 await apply_fault(self._faults, upstream=self.upstream)
             except InjectedFault as exc:
-                raise self._injected(exc) from None
-            result = await attempt()
-            outcome = "ok"
+                injected = self._injected(exc)
+                if isinstance(injected, BaseException):
+                    raise injected from None
+                result = injected
+            else:
+                result = await attempt()
+            outcome = "error" if self._failed_answer(result) else "ok"
             return result
         except Exception as exc:
             if self._timed_out(exc):

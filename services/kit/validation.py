@@ -1,13 +1,19 @@
 """Requests parsed strictly: JSON bodies (malformed JSON, wrong types and unknown fields are 400s with details),
-integer query parameters and pages (limit/offset) within bounds, else a 400 naming the parameter."""
+integer query parameters and pages (limit/offset) within bounds, else a 400 naming the parameter.
+
+A body is the client's input, whatever it holds: its size is bounded by the application (client_max_size: 413),
+its nesting by MAX_JSON_DEPTH (400), and nothing in it can make the parser fail otherwise than with a 400. Python's
+json module recurses once per level and raises RecursionError on a body of a few thousand `[`: a 500, which a
+breaker shared by every client would count against the service. orjson parses without recursion limits of
+Python's own (it refuses more than 1024 levels itself) and the depth is then checked without recursion."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Select
@@ -21,15 +27,42 @@ class StrictModel(BaseModel):
 
 M = TypeVar("M", bound=BaseModel)
 
+# No body of the shop nests deeper than 4 levels ({"items": [{"sku": ...}]}); 20 leaves room and stops abuse.
+MAX_JSON_DEPTH = 20
 
-async def parse_body(request: web.Request, model: type[M]) -> M:
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+async def read_json(request: web.Request, *, required: bool = True) -> Any:
+    """The body as JSON (None when empty and not `required`); a 400 problem when it is not JSON, nests deeper than
+    MAX_JSON_DEPTH or is empty though required; 413 above the application's client_max_size."""
     raw = await request.read()
     if not raw:
-        raise ApiError(400, "Bad Request", "a JSON body is required")
+        if required:
+            raise ApiError(400, "Bad Request", "a JSON body is required")
+        return None
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise ApiError(400, "Bad Request", f"the body is not valid JSON: {exc}") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise ApiError(400, "Bad Request", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise ApiError(400, "Bad Request", "the body must be a JSON object")
     try:

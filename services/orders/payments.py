@@ -9,10 +9,14 @@ from __future__ import annotations
 import hashlib
 
 import grpc
+import structlog
 
+from services import contract
 from services.kit.grpc_client import RETRYABLE_CODES, GrpcUpstream
 from services.kit.resilience import CircuitOpen
 from services.proto import payments_pb2, payments_pb2_grpc
+
+log = structlog.get_logger(contract.ORDERS.name)
 
 
 def payments_key(user_id: str, idempotency_key: str) -> str:
@@ -60,4 +64,7 @@ def _failed(exc: grpc.aio.AioRpcError) -> PaymentsFailed:
     if code in RETRYABLE_CODES:
         return PaymentsFailed(503, "Service Unavailable", f"payments is unavailable: {code.name}",
                               "payments_unavailable")
-    return PaymentsFailed(502, "Bad Gateway", f"payments failed: {code.name} {exc.details()}", "payments_error")
+    # The code only: gRPC's details can carry the server's exception text or an address, which the client of the
+    # shop has no business reading (orders logs the whole failure).
+    log.warning("payments failed", code=code.name, details=exc.details())
+    return PaymentsFailed(502, "Bad Gateway", f"payments failed: {code.name}", "payments_error")
