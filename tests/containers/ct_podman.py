@@ -14,7 +14,6 @@ import os
 import resource
 import shutil
 import subprocess
-from typing import Any
 
 LABEL = "dev.chaoslab.container-test"
 RUNTIME = "runc"
@@ -64,10 +63,6 @@ def _short(arg: str) -> str:
 
 def image_exists(name: str) -> bool:
     return podman("image", "exists", name, check=False).returncode == 0
-
-
-def inspect(kind: str, name: str) -> dict[str, Any]:
-    return json.loads(podman(kind, "inspect", name).stdout)[0]
 
 
 def labelled(kind: str, run_id: str | None = None) -> list[str]:

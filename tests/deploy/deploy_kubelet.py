@@ -12,7 +12,6 @@ A container path that is on no volume is on the container's root filesystem, whi
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +97,3 @@ def env_value(container: dict[str, Any], name: str, secrets: dict[str, str]) -> 
         ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
         return secrets.get(ref["key"]) if ref else None
     return None
-
-
-def remove_tree(root: Path) -> None:
-    shutil.rmtree(root, ignore_errors=True)
