@@ -295,7 +295,8 @@ def test_the_service_image_has_what_the_services_import_and_no_development_tooli
     copied = {rest.split()[0] for word, rest in _instructions_of("service") if word == "COPY" and "--from" not in rest}
     assert copied == {"services/"}, f"the service image copies {copied}"
     missing = {d: where for d, where in _imported_distributions("services").items() if d not in installed}
-    assert not missing, f"imported but not installed in the service image: {missing}"
+    assert not missing, (f"imported but not installed in the service image: {missing}; add the distribution to "
+                         "SERVICE_REQUIREMENTS in services/Dockerfile (and to pyproject.toml and requirements.lock)")
 
 
 def test_the_tools_image_installs_the_project_dependencies_without_the_dev_extra() -> None:
