@@ -30,7 +30,8 @@ def _urls_table(registry: dict[str, Any]) -> Table:
     table.add_column("replicas", justify="right")
     for name, svc in registry["services"].items():
         where = svc["url"] or f"gRPC {svc.get('grpc_addr')}"
-        table.add_row(name, where, str(len(svc["replicas"])))
+        hosts = ", ".join(r["address"] for r in svc["replicas"] if r.get("address") != svc.get("address"))
+        table.add_row(name, where + (f" (replicas at {hosts})" if hosts else ""), str(len(svc["replicas"])))
     broker = registry["broker"]
     table.add_row("RabbitMQ", broker["amqp_url"], "")
     table.add_row("RabbitMQ metrics", broker["metrics_url"], "")
@@ -65,6 +66,8 @@ def _state(text: str) -> str:
     "  chaoslab up --replicas orders=3 --replicas payments=2\n\n"
     "  chaoslab up --state-dir /tmp/lab2 --base-port 19000   (a second lab beside the first)\n\n"
     "  chaoslab up --database-url-template 'postgresql+asyncpg://postgres@127.0.0.1:5432/chaoslab_{service}'\n\n"
+    "  sudo -E .venv/bin/chaoslab up --network isolated   (faults below the application: namespaces, iptables, "
+    "cgroups, disks, clocks)\n\n"
     "Ports (base B): services B+0..B+5 (payments is gRPC on B+4), RabbitMQ B+10 (AMQP), B+11 (Erlang), "
     "B+12 (metrics), Prometheus B+20, Alertmanager B+21, webhook B+22, replica admin ports "
     "B+100+20*i+(n-1). Scrape and rule evaluation interval: 2 s. Needs the Debian packages prometheus, "
@@ -90,6 +93,11 @@ def up(
         "--env", "-e", metavar="[SVC:]KEY=VALUE",
         help="An environment variable for one service (payments:PROVIDER_LATENCY_MS=200) or, without SVC:, "
              "for all. Repeat for more.")] = None,
+    network_mode: Annotated[str, typer.Option(
+        "--network", metavar="loopback|isolated",
+        help="loopback: every process on 127.0.0.1, no privileges. isolated (root): every replica and RabbitMQ a "
+             "host of its own on the lab's bridge (a /24 from the base port), each service at an address balanced "
+             "over its ready replicas; needed by the faults below the application.")] = "loopback",
 ) -> None:
     """Start the lab: RabbitMQ, Prometheus, Alertmanager, the webhook receiver and every replica.
 
@@ -103,7 +111,8 @@ def up(
         first_time = not LabPaths.of(state_dir).lab_json.exists()
         with progress() as bar:
             registry = control.up(state_dir, base_port, wanted, database_url_template=database_url_template,
-                                  timeout_s=timeout, reporter=RichReporter(bar), env=overrides)
+                                  timeout_s=timeout, reporter=RichReporter(bar), env=overrides,
+                                  network_mode=network_mode)
         elapsed = time.monotonic() - started
         out.print(_urls_table(registry))
         account = registry["admin_account"]
@@ -111,6 +120,10 @@ def up(
         password = account["password"] if first_time else "(in STATE/lab.json; chaoslab status --json)"
         out.print(f"shop admin: {account['email']} {password}\nadmin API token: {registry['admin_token']}   "
                   f"state dir (private, 0700): {registry['state_dir']}", highlight=False)
+        if registry["network"]["mode"] == "isolated":
+            out.print(f"network {registry['network']['subnet']} on bridge {registry['network']['bridge']} (this "
+                      f"machine is {registry['network']['host_address']} there): the shop is at "
+                      f"{registry['gateway_url']}", highlight=False)
         out.print(f"[green]ready[/] in {elapsed:.1f} s. Next: chaoslab status, chaoslab logs gateway -f, "
                   "chaoslab down", highlight=False)
 
@@ -142,27 +155,35 @@ def status(
         raise typer.Exit(1)
     info = {p["name"]: p for p in st.processes}
     table = Table(title=f"chaoslab in {reg['state_dir']} (base port {reg['base_port']})", title_justify="left")
-    for col in ("program", "state", "pid", "uptime", "port", "ready"):
+    for col in ("program", "state", "pid", "uptime", "address", "port", "ready"):
         table.add_column(col)
     ports = st.spec.ports
     infra = {"rabbitmq": f"{ports.amqp}, {ports.rabbitmq_metrics}", "prometheus": str(ports.prometheus),
              "alertmanager": str(ports.alertmanager), "webhook": str(ports.webhook)}
+    if st.spec.isolated:
+        infra["endpoints"] = str(ports.endpoints)
     healthy = True
     for name, port in infra.items():
         p = info.get(name, {})
         state = p.get("statename", "STOPPED")
         ready = reg["broker"]["state"] == "RUNNING" if name == "rabbitmq" else state == "RUNNING"
         healthy &= ready
-        table.add_row(name, _state(state), str(p.get("pid", 0)), _uptime(p), port, _ready(ready))
+        address = reg["broker"]["address"] if name == "rabbitmq" else "127.0.0.1"
+        table.add_row(name, _state(state), str(p.get("pid", 0)), _uptime(p), address, port, _ready(ready))
     for svc in reg["services"].values():
         for rep in svc["replicas"]:
             p = info.get(rep["name"], {})
             port = rep["admin_url"].rsplit(":", 1)[1]
             public = svc["url"].rsplit(":", 1)[1] if svc["url"] else svc["grpc_addr"].rsplit(":", 1)[1]
             healthy &= rep["ready"]
-            table.add_row(rep["name"], _state(rep["state"]), str(rep["pid"]), _uptime(p),
+            table.add_row(rep["name"], _state(rep["state"]), str(rep["pid"]), _uptime(p), rep["address"],
                           f"{public} / admin {port}", _ready(rep["ready"]))
     out.print(table)
+    if st.spec.isolated:
+        network = reg["network"]
+        out.print(f"network {network['subnet']} (bridge {network['bridge']}, this machine "
+                  f"{network['host_address']}); service addresses: "
+                  + ", ".join(f"{n} {s['address']}" for n, s in reg["services"].items()), highlight=False)
     out.print(f"broker {reg['broker']['node']}: {_state(reg['broker']['state'])}", highlight=False)
     _print_alerts(st.alerts)
     raise typer.Exit(0 if healthy else 2)
@@ -311,11 +332,13 @@ def down(state_dir: StateDir = STATE_DIR) -> None:
     """Stop every program of the lab, then supervisord, and make sure no process of it is left."""
     with errors():
         result = control.down(state_dir)
-    if not result.was_running and not result.killed:
+    if not result.was_running and not result.killed and not result.kernel:
         out.print(f"no lab runs in {Path(state_dir).resolve()}", highlight=False)
         return
     if result.stopped:
         out.print(f"stopped {len(result.stopped)} programs: {', '.join(result.stopped)}", highlight=False)
     if result.killed:
         out.print("ended leftover processes:\n" + "\n".join(result.killed), highlight=False)
+    for kind, what in result.kernel.items():
+        out.print(f"removed {kind}: {what}", highlight=False)
     out.print("[green]down[/]: no process of the lab is left")

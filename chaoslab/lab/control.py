@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from chaoslab.clients.prometheus import Prometheus
 from chaoslab.errors import ChaoslabError, LabError
+from chaoslab.lab import disks, network
 from chaoslab.lab.binaries import find_binaries
 from chaoslab.lab.lock import lab_lock
 from chaoslab.lab.paths import LabPaths
@@ -18,7 +19,7 @@ from chaoslab.lab.postgres import ensure_databases
 from chaoslab.lab.preflight import check_ports, check_services, preflight_up
 from chaoslab.lab.probes import http_ok, tcp_accepts
 from chaoslab.lab.procs import describe, end_processes, lab_processes, wait_gone
-from chaoslab.lab.programs import Program, all_programs
+from chaoslab.lab.programs import ENDPOINTS, Program, all_programs
 from chaoslab.lab.registry import build_registry, write_registry
 from chaoslab.lab.render import render_all, supervisord_conf, write_atomic, write_targets
 from chaoslab.lab.spec import LabSpec, default_replicas, existing_secrets, load_spec, parse_env, parse_replicas
@@ -56,7 +57,8 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 # --- readiness -------------------------------------------------------------------------------------------
 
 def _is_ready(program: Program) -> bool:
-    return all(tcp_accepts(port) for port in program.ready_tcp) and http_ok(program.ready_url)
+    return (all(tcp_accepts(port, host=program.ready_host) for port in program.ready_tcp)
+            and http_ok(program.ready_url))
 
 
 def wait_ready(sv: Supervisor, spec: LabSpec, programs: list[Program], timeout_s: float,
@@ -98,29 +100,45 @@ def wait_ready(sv: Supervisor, spec: LabSpec, programs: list[Program], timeout_s
 
 def up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
        database_url_template: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-       reporter: Reporter | None = None, env: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+       reporter: Reporter | None = None, env: dict[str, dict[str, str]] | None = None,
+       network_mode: str = network.LOOPBACK) -> dict[str, Any]:
     """Start a lab and wait until all of it is ready; on any failure, stop what started and raise.
-    `env` overrides services' environment ({"*": {...}} for all, {"payments": {...}} for one)."""
+    `env` overrides services' environment ({"*": {...}} for all, {"payments": {...}} for one). `network_mode`:
+    "loopback" (no privileges) or "isolated" (every replica a host of its own: chaoslab.lab.network; root)."""
     with lab_lock(LabPaths.of(state_dir)):
         return _up(state_dir, base_port, replicas, database_url_template=database_url_template,
-                   timeout_s=timeout_s, reporter=reporter, env=env or {})
+                   timeout_s=timeout_s, reporter=reporter, env=env or {}, network_mode=network_mode)
+
+
+def lab_hosts(spec: LabSpec) -> list[str]:
+    """The hosts of an isolated lab's network: the broker and every replica."""
+    return [network.BROKER_HOST] + [n for s in SERVICES for n in spec.replica_names(s)]
 
 
 def _up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
         database_url_template: str | None, timeout_s: float, reporter: Reporter | None,
-        env: dict[str, dict[str, str]]) -> dict[str, Any]:
+        env: dict[str, dict[str, str]], network_mode: str) -> dict[str, Any]:
     reporter = reporter or QuietReporter()
     paths = LabPaths.of(state_dir)
     spec = LabSpec(
         state_dir=paths.state, base_port=base_port, replicas=dict(replicas),
         database_url_template=database_url_template,
-        env=env,
+        env=env, network=network_mode,
         **existing_secrets(paths.state),  # else new ones: a lab's secrets are its own
     )
     reporter.phase("checking binaries, ports and the state dir")
     binaries = preflight_up(spec)
     paths.make_dirs()
     spec.save()
+    if spec.isolated:
+        reporter.phase(f"creating the lab's network {spec.net.subnet} and its data disks")
+        try:
+            release_kernel(spec)  # whatever a crashed lab on this base port left
+            network.setup(spec.net, lab_hosts(spec))
+            disks.mount_all(spec)
+        except BaseException:
+            release_kernel(spec)
+            raise
     programs = all_programs(spec, binaries)
     render_all(spec, programs)
     if database_url_template:
@@ -134,6 +152,12 @@ def _up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
         reporter.phase("starting RabbitMQ")
         sv.start(rabbit.name)
         wait_ready(sv, spec, [rabbit], timeout_s, reporter)
+        controller = [p for p in rest if p.name == ENDPOINTS]
+        rest = [p for p in rest if p.name != ENDPOINTS]
+        if controller:  # the service addresses are balanced before any replica calls another
+            reporter.phase("starting the endpoints controller")
+            sv.start(ENDPOINTS)
+            wait_ready(sv, spec, controller, timeout_s, reporter)
         # Prometheus starts last, once every replica answers: started with them, it would scrape replicas
         # still booting and page ServiceDown for every service at each `up`.
         first = [p for p in rest if p.name != "prometheus"]
@@ -152,6 +176,8 @@ def _up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
     except BaseException:
         reporter.phase("stopping what started")
         teardown(paths)
+        if spec.isolated:
+            release_kernel(spec)
         raise
 
 
@@ -160,6 +186,31 @@ class DownResult:
     was_running: bool
     stopped: list[str] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)  # leftovers that had to be ended by pid
+    kernel: dict[str, Any] = field(default_factory=dict)  # what of an isolated lab's kernel state was removed
+
+
+def release_kernel(spec: LabSpec) -> dict[str, Any]:
+    """Remove everything the lab holds in the kernel, found by its names: its faults (chaoslab.kernel), then its
+    network (namespaces and what runs in them, links, the bridge, every chain), then its data disks. Nothing
+    without privileges (an unprivileged user cannot have made any of it)."""
+    import os
+
+    removed: dict[str, Any] = {}
+    if os.geteuid() != 0:
+        return removed
+    if spec.isolated:
+        from chaoslab.kernel import inventory  # the fault machinery: only an isolated lab has any
+
+        swept = {k: v for k, v in inventory.sweep(spec).items() if v}
+        if swept:
+            removed["faults"] = swept
+    net = network.teardown(network.NetPlan(spec.base_port))
+    if net:
+        removed["network"] = net
+    unmounted = disks.unmount_all(spec)
+    if unmounted:
+        removed["disks"] = unmounted
+    return removed
 
 
 def teardown(paths: LabPaths) -> DownResult:
@@ -195,10 +246,11 @@ def down(state_dir: str | Path) -> DownResult:
     paths = LabPaths.of(state_dir)
     with lab_lock(paths, create=False):
         result = teardown(paths)
-    try:
-        spec = load_spec(paths.state)
-    except LabError:
-        return result
+        try:
+            spec = load_spec(paths.state)
+        except LabError:
+            return result
+        result.kernel = release_kernel(spec)
     write_registry(spec, build_registry(spec, [], probe=False))
     return result
 
@@ -241,6 +293,10 @@ def _scale(state_dir: str | Path, items: list[str], *, timeout_s: float, reporte
                    if port not in {p for p, _ in spec.ports.service_ports(spec.replicas)}]
     check_ports(new.ports, fresh_ports)
 
+    if new.isolated:  # the new replicas' hosts and data disks before they start
+        for name in added:
+            network.add_host(new.net, name)
+        disks.mount_all(new)
     programs = all_programs(new, find_binaries())
     by_name = {p.name: p for p in programs}
     # Prometheus stops scraping the leaving replicas before they stop, so no target is seen down
@@ -253,6 +309,8 @@ def _scale(state_dir: str | Path, items: list[str], *, timeout_s: float, reporte
     for name in removed:
         reporter.phase(f"stopping {name}")
         sv.remove_group(name)
+        if new.isolated:
+            network.remove_host(new.net, name)
     for name in added:
         sv.add_group(name)
         sv.start(name)
@@ -350,7 +408,8 @@ class Running:
 
 
 def ensure_running(state_dir: str | Path, base_port: int | None, wanted: dict[str, int] | None = None, *,
-                   restore: bool = False, reporter: Reporter | None = None) -> Running:
+                   restore: bool = False, reporter: Reporter | None = None,
+                   network_mode: str | None = None) -> Running:
     """A running, ready lab with at least `wanted` replicas per service: the one running in `state_dir`
     (scaled up where it has fewer), else one started there (with the ports, overrides and database of the lab
     that ran there before, if any; `base_port` when given, else that lab's, else the default). With `restore`,
@@ -361,6 +420,10 @@ def ensure_running(state_dir: str | Path, base_port: int | None, wanted: dict[st
     paths = LabPaths.of(state_dir)
     if is_running(state_dir):
         current = status(state_dir)
+        if network_mode is not None and current.spec.network != network_mode:
+            raise LabError(f"the lab in {paths.state} runs --network {current.spec.network}, this needs "
+                           f"--network {network_mode}",
+                           hint=f"chaoslab down --state-dir {paths.state}, then run this again (it starts one)")
         have = {s: len(v.get("replicas", [])) for s, v in current.registry["services"].items()}
         short = {s: n for s, n in wanted.items() if have.get(s, 0) < n}
         running = Running(paths.state, current.registry, started=False)
@@ -376,10 +439,12 @@ def ensure_running(state_dir: str | Path, base_port: int | None, wanted: dict[st
         spec = load_spec(state_dir)
         replicas = {s: max(n, wanted.get(s, 0)) for s, n in spec.replicas.items()}
         registry = up(state_dir, base_port or spec.base_port, replicas,
-                      database_url_template=spec.database_url_template, env=spec.env, reporter=reporter)
+                      database_url_template=spec.database_url_template, env=spec.env, reporter=reporter,
+                      network_mode=network_mode or spec.network)
     else:
         replicas = {**default_replicas(), **{s: max(n, 1) for s, n in wanted.items()}}
-        registry = up(state_dir, base_port or DEFAULT_BASE_PORT, replicas, reporter=reporter)
+        registry = up(state_dir, base_port or DEFAULT_BASE_PORT, replicas, reporter=reporter,
+                      network_mode=network_mode or network.LOOPBACK)
     return Running(paths.state, registry, started=True, startup_s=round(time.monotonic() - started, 1))
 
 

@@ -59,6 +59,11 @@ class PortPlan:
         return self.base + 22
 
     @property
+    def endpoints(self) -> int:
+        """The isolated network's endpoints controller (health and its view of the service addresses)."""
+        return self.base + 23
+
+    @property
     def locust(self) -> int:
         return self.base + 30
 
@@ -71,6 +76,7 @@ class PortPlan:
             (self.prometheus, "Prometheus"),
             (self.alertmanager, "Alertmanager"),
             (self.webhook, "lab webhook receiver"),
+            (self.endpoints, "endpoints controller (isolated network)"),
         ]
 
     def service_ports(self, replicas: dict[str, int]) -> list[tuple[int, str]]:

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chaoslab.kernel import clock
 from chaoslab.lab.binaries import Binaries
 from chaoslab.lab.paths import repo_root
 from chaoslab.lab.ports import GRPC_SERVICES, SERVICES
@@ -13,7 +14,8 @@ from chaoslab.lab.spec import LabSpec
 from services import contract
 
 LAB_MARKER = "CHAOSLAB_LAB"  # set to the state dir in every process of a lab (see procs.py)
-INFRASTRUCTURE = ("rabbitmq", "prometheus", "alertmanager", "webhook")
+INFRASTRUCTURE = ("rabbitmq", "endpoints", "prometheus", "alertmanager", "webhook")
+ENDPOINTS = "endpoints"  # the isolated network's endpoints controller (chaoslab.lab.endpoints)
 CALLEES = tuple(s for s in contract.SERVICES if any(s.name in caller.calls for caller in contract.SERVICES))
 
 
@@ -29,6 +31,7 @@ class Program:
     service: str | None = None
     replica: int | None = None
     ready_tcp: list[int] = field(default_factory=list)
+    ready_host: str = "127.0.0.1"  # where ready_tcp is asked (a host's own address in an isolated lab)
 
 
 def rabbitmq_env(spec: LabSpec) -> dict[str, str]:
@@ -36,7 +39,8 @@ def rabbitmq_env(spec: LabSpec) -> dict[str, str]:
     return {
         "HOME": str(rabbit / "home"),  # the Erlang cookie; rabbitmqctl needs the same HOME and -n NODE
         "RABBITMQ_NODENAME": spec.node_name,
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        # isolated: the node listens on its own host's address; the Erlang distribution stays on its loopback
+        "RABBITMQ_NODE_IP_ADDRESS": "0.0.0.0" if spec.isolated else "127.0.0.1",
         "RABBITMQ_NODE_PORT": str(spec.ports.amqp),
         "RABBITMQ_DIST_PORT": str(spec.ports.rabbitmq_dist),
         "RABBITMQ_MNESIA_BASE": str(rabbit / "mnesia"),
@@ -55,17 +59,24 @@ def service_env(spec: LabSpec, service: str, replica: int) -> dict[str, str]:
     """The environment of one replica (docs/design.md, "Service environment")."""
     ports = spec.ports
     env = {
-        "HTTP_HOST": "127.0.0.1",
+        # isolated: every address of the replica's own namespace (its host address and its loopback)
+        "HTTP_HOST": "0.0.0.0" if spec.isolated else "127.0.0.1",
         "ADMIN_PORT": str(ports.admin_port(service, replica)),
         "REPLICA_ID": f"{service}-{replica}",
+        "REPLICA_ADDRESS": spec.replica_host(service, replica),
         "DATABASE_URL": spec.database_url(service),
         "AMQP_URL": spec.amqp_url,
         "ADMIN_TOKEN": spec.admin_token,
         "SPANS_DIR": str(spec.paths.spans),
-        # Where every service that others call listens (AUTH_URL, ..., PAYMENTS_GRPC_ADDR): the contract's names.
-        **{callee.address_variable: contract.native_address(callee.name, spec.base_port) for callee in CALLEES},
+        # Where every service that others call listens (AUTH_URL, ..., PAYMENTS_GRPC_ADDR): the contract's names,
+        # at the service address of an isolated lab (balanced over the ready replicas), else on loopback.
+        **{callee.address_variable: contract.native_address(callee.name, spec.base_port,
+                                                            spec.service_host(callee.name))
+           for callee in CALLEES},
         "PYTHONUNBUFFERED": "1",
     }
+    if spec.isolated:
+        env.update(clock.faketime_env(spec, f"{service}-{replica}"))
     if service in GRPC_SERVICES:
         env["GRPC_PORT"] = str(ports.service_port(service))
     else:
@@ -75,19 +86,39 @@ def service_env(spec: LabSpec, service: str, replica: int) -> dict[str, str]:
     if service == contract.AUTH.name:
         # the lab's own admin account (spec.admin_account), never a default one
         env["BOOTSTRAP_ADMIN"] = f"{spec.admin_account['email']}:{spec.admin_account['password']}"
-    fixed = {"HTTP_PORT", "GRPC_PORT", "ADMIN_PORT", "REPLICA_ID", "ADMIN_TOKEN", "BOOTSTRAP_ADMIN"}
+    fixed = {"HTTP_PORT", "GRPC_PORT", "ADMIN_PORT", "REPLICA_ID", "ADMIN_TOKEN", "BOOTSTRAP_ADMIN", "HTTP_HOST",
+             "REPLICA_ADDRESS", *clock.FAKETIME_VARIABLES}
     env.update({k: v for k, v in spec.env_for(service).items() if k not in fixed})
     return env
 
 
+def in_namespace(spec: LabSpec, host: str, command: list[str]) -> list[str]:
+    """`command`, run in `host`'s network namespace when the lab is isolated."""
+    return spec.net.enter(host) + command if spec.isolated else command
+
+
+def endpoints_program(spec: LabSpec) -> Program:
+    """The isolated network's endpoints controller: it keeps each service address balanced over the ready
+    replicas, and ends the kernel faults whose TTL ran out (chaoslab.lab.endpoints)."""
+    return Program(
+        name=ENDPOINTS,
+        command=[sys.executable, "-m", "chaoslab.lab.endpoints", "--state-dir", str(spec.paths.state)],
+        env={"PYTHONUNBUFFERED": "1"}, directory=repo_root(), priority=20, stopwaitsecs=10,
+        ready_url=f"{spec.url(spec.ports.endpoints)}/health",
+    )
+
+
 def infrastructure_programs(spec: LabSpec, binaries: Binaries) -> list[Program]:
     paths, ports, url = spec.paths, spec.ports, spec.url
+    broker = spec.broker_host
+    isolated = [endpoints_program(spec)] if spec.isolated else []
     return [
         Program(
-            name="rabbitmq", command=[str(binaries.rabbitmq_server)], env=rabbitmq_env(spec),
-            directory=paths.rabbitmq, priority=10, stopwaitsecs=30,
-            ready_url=f"{url(ports.rabbitmq_metrics)}/metrics", ready_tcp=[ports.amqp],
+            name="rabbitmq", command=in_namespace(spec, "rabbitmq", [str(binaries.rabbitmq_server)]),
+            env=rabbitmq_env(spec), directory=paths.rabbitmq, priority=10, stopwaitsecs=30,
+            ready_url=f"{url(ports.rabbitmq_metrics, broker)}/metrics", ready_tcp=[ports.amqp], ready_host=broker,
         ),
+        *isolated,
         Program(
             name="prometheus",
             command=[
@@ -126,10 +157,11 @@ def replica_programs(spec: LabSpec) -> list[Program]:
     out = []
     for service in SERVICES:
         for n in range(1, spec.replicas.get(service, 0) + 1):
+            name = f"{service}-{n}"
             out.append(Program(
-                name=f"{service}-{n}", command=[sys.executable, "-m", f"services.{service}"],
+                name=name, command=in_namespace(spec, name, [sys.executable, "-m", f"services.{service}"]),
                 env=service_env(spec, service, n), directory=repo_root(), priority=100, stopwaitsecs=20,
-                ready_url=f"{spec.url(spec.ports.admin_port(service, n))}/health/ready",
+                ready_url=f"{spec.url(spec.ports.admin_port(service, n), spec.replica_host(service, n))}/health/ready",
                 service=service, replica=n,
             ))
     return out

@@ -36,23 +36,27 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
         return int(info[name]["pid"]) if name in info else 0
 
     admin = {
-        name: url(ports.admin_port(s, n))
+        name: url(ports.admin_port(s, n), spec.replica_host(s, n))
         for s in SERVICES for n, name in enumerate(spec.replica_names(s), start=1)
     }
+    address = {name: spec.replica_host(s, n) for s in SERVICES
+               for n, name in enumerate(spec.replica_names(s), start=1)}
     running = [name for name in admin if state(name) == "RUNNING"]
     ready = all_ok([f"{admin[n]}/health/ready" for n in running]) if probe else {}
 
     services: dict[str, Any] = {}
     for service in SERVICES:
-        entry: dict[str, Any] = {}
+        host = spec.service_host(service)  # an isolated lab's service address, balanced over ready replicas
+        entry: dict[str, Any] = {"address": host}
         if service in GRPC_SERVICES:
             entry["url"] = None
-            entry["grpc_addr"] = f"127.0.0.1:{ports.service_port(service)}"
+            entry["grpc_addr"] = f"{host}:{ports.service_port(service)}"
         else:
-            entry["url"] = url(ports.service_port(service))
+            entry["url"] = url(ports.service_port(service), host)
         entry["replicas"] = [
             {
                 "name": name,
+                "address": address[name],
                 "admin_url": admin[name],
                 "pid": pid(name),
                 "state": state(name),
@@ -63,7 +67,7 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
         services[service] = entry
 
     order = {name: i for i, name in enumerate([*INFRASTRUCTURE, *admin])}  # the order they start in
-    metrics_url = f"{url(ports.rabbitmq_metrics)}/metrics"
+    metrics_url = f"{url(ports.rabbitmq_metrics, spec.broker_host)}/metrics"
     broker_state = state("rabbitmq")
     if broker_state == "RUNNING" and probe and not http_ok(metrics_url, timeout_s=3.0):
         broker_state = "STARTING"  # the Erlang VM runs but the broker does not serve yet
@@ -73,9 +77,11 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
         "base_port": spec.base_port,
         "admin_token": spec.admin_token,
         "admin_account": spec.admin_account,
-        "gateway_url": url(ports.service_port("gateway")),
+        "gateway_url": url(ports.service_port("gateway"), spec.service_host("gateway")),
+        "network": network_entry(spec),
         "services": services,
         "broker": {
+            "address": spec.broker_host,
             "amqp_url": spec.amqp_url,
             "metrics_url": metrics_url,
             "node": spec.node_name,
@@ -89,6 +95,15 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
             for p in sorted(processes, key=lambda p: order.get(p["name"], len(order)))
         ],
     }
+
+
+def network_entry(spec: LabSpec) -> dict[str, Any]:
+    """The lab's network mode and, isolated, its subnet, bridge, the host's address and the endpoints controller."""
+    if not spec.isolated:
+        return {"mode": spec.network}
+    net = spec.net
+    return {"mode": spec.network, "subnet": str(net.subnet), "bridge": net.bridge, "host_address": net.host_address,
+            "endpoints_url": spec.url(spec.ports.endpoints)}
 
 
 def write_registry(spec: LabSpec, registry: dict[str, Any]) -> None:

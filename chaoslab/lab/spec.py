@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from chaoslab.errors import LabError
+from chaoslab.lab.network import ISOLATED, LOOPBACK, MODES, NetPlan
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import MAX_REPLICAS, SERVICES, PortPlan
 
@@ -43,6 +44,7 @@ def parse_replicas(items: list[str], base: dict[str, int] | None = None) -> dict
 
 
 ALL_SERVICES = "*"
+LOOPBACK_ADDRESS = "127.0.0.1"
 SHOP_ADMIN_EMAIL = "admin@chaoslab.local"
 
 
@@ -80,6 +82,37 @@ class LabSpec:
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     # Environment overrides: {"*": {...}} for every service, {"payments": {...}} for one (applied after "*").
     env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # "loopback" (every process on 127.0.0.1, no privileges) or "isolated" (chaoslab.lab.network; root)
+    network: str = LOOPBACK
+
+    def __post_init__(self) -> None:
+        if self.network not in MODES:
+            raise LabError(f"unknown network mode {self.network!r}: choose {' or '.join(MODES)}")
+
+    @property
+    def isolated(self) -> bool:
+        return self.network == ISOLATED
+
+    @property
+    def net(self) -> NetPlan:
+        """The isolated network's plan (addresses, names); LabError for a loopback lab."""
+        if not self.isolated:
+            raise LabError(f"the lab in {self.paths.state} runs --network loopback: it has no network of its own",
+                           hint="faults below the application need an isolated lab: chaoslab down, then "
+                                "chaoslab up --network isolated (as root)")
+        return NetPlan(self.base_port)
+
+    def replica_host(self, service: str, replica: int) -> str:
+        """The address a replica listens on and is reached at."""
+        return self.net.replica_address(service, replica) if self.isolated else LOOPBACK_ADDRESS
+
+    def service_host(self, service: str) -> str:
+        """The address callers reach a service at: its service address (isolated), else loopback."""
+        return self.net.service_address(service) if self.isolated else LOOPBACK_ADDRESS
+
+    @property
+    def broker_host(self) -> str:
+        return self.net.broker_address if self.isolated else LOOPBACK_ADDRESS
 
     def env_for(self, service: str) -> dict[str, str]:
         return {**self.env.get(ALL_SERVICES, {}), **self.env.get(service, {})}
@@ -103,10 +136,10 @@ class LabSpec:
 
     @property
     def amqp_url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.ports.amqp}/"
+        return f"amqp://guest:guest@{self.broker_host}:{self.ports.amqp}/"
 
-    def url(self, port: int) -> str:
-        return f"http://127.0.0.1:{port}"
+    def url(self, port: int, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{port}"
 
     def replica_names(self, service: str) -> list[str]:
         return [f"{service}-{n}" for n in range(1, self.replicas.get(service, 0) + 1)]
@@ -114,6 +147,8 @@ class LabSpec:
     def database_url(self, service: str) -> str:
         if self.database_url_template:
             return self.database_url_template.format(service=service)
+        if self.isolated:  # on the service's own size-limited disk (chaoslab.lab.disks)
+            return f"sqlite+aiosqlite:///{self.paths.data / service / f'{service}.db'}"
         return f"sqlite+aiosqlite:///{self.paths.data / f'{service}.db'}"
 
     def with_replicas(self, replicas: dict[str, int]) -> LabSpec:
@@ -154,6 +189,7 @@ def load_spec(state_dir: str | os.PathLike[str]) -> LabSpec:
         # a lab recorded before it had an admin password of its own gets one now (kept at the next save)
         admin_password=str(data.get("admin_password") or secrets.token_urlsafe(18)),
         env={str(k): {str(a): str(b) for a, b in v.items()} for k, v in (data.get("env") or {}).items()},
+        network=str(data.get("network") or LOOPBACK),
     )
 
 
