@@ -27,6 +27,7 @@ lint: setup
 generate: setup
 	.venv/bin/python -m chaoslab.observability.generate
 	.venv/bin/python k8s/generate.py
+	.venv/bin/python -m services.openapi
 
 bench: setup
 	.venv/bin/python bench/startup_memory.py

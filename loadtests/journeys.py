@@ -9,6 +9,7 @@ status other than the expected one, 429 included, is a failure with the status a
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -22,8 +23,7 @@ from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
 
 from chaoslab.clients import shop
 
-# The bootstrap admin that auth creates on first start (BOOTSTRAP_ADMIN, "email:password").
-DEFAULT_ADMIN = "admin@chaoslab.local:chaoslab-admin"
+log = logging.getLogger("chaoslab.load")
 REFRESH_AT = 0.8  # refresh the access token after 80% of its lifetime
 REPLAY_MEMORY = 20  # orders a shopper remembers, to replay one or look one up
 # After a failed sign-up or login, wait before the next try: a user without an account must not spin on argon2.
@@ -31,21 +31,19 @@ ACCOUNT_RETRY_S = 1.0
 BACKOFF_S = 1.0  # after a 429 or 503 without Retry-After
 MAX_BACKOFF_S = 5.0
 
-# A small catalogue: a handful of SKUs keeps the orders realistic without any shared state between users.
-CATALOGUE = [("SKU-TEA", 450), ("SKU-MUG", 1290), ("SKU-BEANS", 1590), ("SKU-GRINDER", 5900), ("SKU-FILTER", 320)]
 
 
-def admin_credentials() -> tuple[str, str]:
-    email, _, password = os.environ.get("BOOTSTRAP_ADMIN", DEFAULT_ADMIN).partition(":")
-    return email, password
+def admin_credentials() -> tuple[str, str] | None:
+    """The shop admin's account (BOOTSTRAP_ADMIN, "email:password": `chaoslab load` passes the lab's; compose and
+    Kubernetes set it from their secrets). None when unset: there is no default admin account."""
+    email, sep, password = os.environ.get("BOOTSTRAP_ADMIN", "").partition(":")
+    return (email, password) if sep and email and password else None
 
 
-def order_body() -> dict[str, Any]:
-    picks = random.sample(CATALOGUE, k=random.randint(1, 3))
-    return {
-        "items": [{"sku": sku, "quantity": random.randint(1, 3), "unit_price_cents": price} for sku, price in picks],
-        "currency": "EUR",
-    }
+def order_body(skus: list[str]) -> dict[str, Any]:
+    """One to three products of the catalogue, one to three of each; the shop prices them."""
+    picks = random.sample(skus, k=random.randint(1, min(3, len(skus))))
+    return {"items": [{"sku": sku, "quantity": random.randint(1, 3)} for sku in picks], "currency": "EUR"}
 
 
 def problem(response: Any) -> str:
@@ -88,6 +86,7 @@ class ShopUser(FastHttpUser):
         self.refresh_token: str | None = None
         self.refresh_after = 0.0
         self.registered = False
+        self.skus: list[str] = []
 
     # -- account ----------------------------------------------------------------------------------------------
     def sign_up(self) -> bool:
@@ -144,6 +143,17 @@ class ShopUser(FastHttpUser):
         if self.sign_up():
             self.log_in()
 
+    def catalogue(self) -> list[str]:
+        """The SKUs the shop sells, read once per user (GET /api/catalogue, public), as a shopper browses first."""
+        if not self.skus:
+            with self.client.get(shop.CATALOGUE, name=shop.CATALOGUE, catch_response=True) as r:
+                if expect(r, 200):
+                    items = _field(r, "items")
+                    self.skus = [str(i["sku"]) for i in items] if isinstance(items, list) else []
+                    if not self.skus:
+                        r.failure("a catalogue without products")
+        return self.skus
+
 
 class OrderingMixin:
     """Placing orders with a fresh Idempotency-Key, and replaying one as a client retrying after a timeout."""
@@ -152,7 +162,10 @@ class OrderingMixin:
     recent: deque[tuple[str, dict[str, Any], str]]
 
     def place_order(self: Any) -> None:
-        key, body = str(uuid.uuid4()), order_body()
+        skus = self.catalogue()
+        if not skus:
+            return
+        key, body = str(uuid.uuid4()), order_body(skus)
         with self.client.post(shop.ORDERS, json=body, headers=self.headers(**{"Idempotency-Key": key}),
                               name=shop.ORDERS, catch_response=True) as r:
             self.seen_unauthorized(r)
@@ -320,7 +333,12 @@ class AdminUser(ShopUser):
     wait_time = between(2.0, 5.0)
 
     def on_start(self) -> None:
-        self.email, self.password = admin_credentials()
+        account = admin_credentials()
+        if account is None:
+            log.error("BOOTSTRAP_ADMIN is not set: the admin journey cannot log in, this user stops")
+            self.stop()
+            return
+        self.email, self.password = account
         self.registered = True  # auth creates the bootstrap admin on its first start
         self.log_in()
 

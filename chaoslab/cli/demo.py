@@ -25,7 +25,7 @@ from chaoslab.observability.traces import log_lines_of, spans_of, waterfall
 app = typer.Typer()
 
 DEMO_PASSWORD = "chaoslab demo password"
-ORDER = shop.order(("chaos-engineering-book", 1, 3900), ("sticker", 3, 150))
+ORDER = shop.order(("chaos-engineering-book", 1), ("sticker", 3))
 NOTIFICATION_WAIT_S = 20.0
 
 

@@ -29,20 +29,21 @@ REFRESH = "/api/auth/refresh"
 ME = "/api/users/me"
 USERS = "/api/users"
 ORDERS = "/api/orders"
+CATALOGUE = "/api/catalogue"
 NOTIFICATIONS = "/api/notifications"
 
 DEFAULT_TIMEOUT_S = 10.0
 ORDER_TIMEOUT_S = 15.0  # an order waits on users, payments (gRPC, retries) and a write
 
 
-def order(*items: tuple[str, int, int], currency: str = "EUR") -> dict[str, Any]:
-    """An order body from (sku, quantity, unit_price_cents) items."""
-    return {"items": [{"sku": sku, "quantity": quantity, "unit_price_cents": price}
-                      for sku, quantity, price in items], "currency": currency}
+def order(*items: tuple[str, int], currency: str = "EUR") -> dict[str, Any]:
+    """An order body from (sku, quantity) items: SKUs of the shop's catalogue (GET /api/catalogue), which prices
+    them."""
+    return {"items": [{"sku": sku, "quantity": quantity} for sku, quantity in items], "currency": currency}
 
 
-# The one order every tool places when the order itself does not matter: 2 x 12.50 EUR.
-SAMPLE_ORDER = order(("book-42", 2, 1250))
+# The one order every tool places when the order itself does not matter: 2 x book-42, 2 x 12.50 EUR.
+SAMPLE_ORDER = order(("book-42", 2))
 
 
 def timed(call: Callable[[], requests.Response]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """auth: registers users, checks passwords, issues and refreshes RS256 JWTs, serves the JWKS.
 
-The signing key and the tokens are in signing.py, password hashing in passwords.py; this module holds the handlers.
+The signing key and the tokens are in signing.py, password hashing in passwords.py, login throttling in
+throttle.py, refresh-token families (rotation, reuse detection) in sessions.py; this module holds the handlers.
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ from services.kit.validation import parse_body
 
 from .models import LoginBody, RefreshBody, RegisterBody, metadata, normalise_email, users
 from .passwords import Passwords
+from .sessions import Sessions
 from .signing import Tokens
+from .throttle import LoginThrottle, client_of
 
 INVALID_CREDENTIALS = "invalid email or password"
 
 PASSWORDS = web.AppKey("passwords", Passwords)
 TOKENS = web.AppKey("tokens", Tokens)
+SESSIONS = web.AppKey("sessions", Sessions)
+THROTTLE = web.AppKey("throttle", LoginThrottle)
 
 log = structlog.get_logger(contract.AUTH.name)
 routes = web.RouteTableDef()
@@ -70,30 +75,33 @@ async def register(request: web.Request) -> web.Response:
 
 @routes.post("/auth/login")
 async def login(request: web.Request) -> web.Response:
-    db, passwords = request.app[DATABASE], request.app[PASSWORDS]
+    db, passwords, throttle = request.app[DATABASE], request.app[PASSWORDS], request.app[THROTTLE]
     body = await parse_body(request, LoginBody)
+    client = client_of(request)
+    await throttle.check(body.email, client)  # before any hashing: a blocked guesser costs nothing
     user = await _user_by_email(db, body.email)
     if user is None:
         await passwords.verify(passwords.dummy_hash, body.password)
+        await throttle.failed(body.email, client)
         raise unauthorized(INVALID_CREDENTIALS)
     if not await passwords.verify(user.password_hash, body.password):
+        await throttle.failed(body.email, client)
         raise unauthorized(INVALID_CREDENTIALS)
+    await throttle.succeeded(body.email)
     if passwords.needs_rehash(user.password_hash):
         new_hash = await passwords.hash(body.password)
         async with db.session(write=True) as session:
             await session.execute(update(users).where(users.c.id == user.id).values(password_hash=new_hash))
-    return web.json_response(request.app[TOKENS].pair(user))
+    return web.json_response(await request.app[SESSIONS].start(user))
 
 
 @routes.post("/auth/refresh")
 async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshBody)
-    claims = request.app[TOKENS].decode_refresh(body.refresh_token)
-    user = await _user_by_id(request.app[DATABASE], claims["sub"])
-    if user is None:
-        raise unauthorized("invalid refresh token")
+    db = request.app[DATABASE]
     # roles and email come from the database, not the old token: a role change takes effect on refresh
-    return web.json_response(request.app[TOKENS].pair(user))
+    pair = await request.app[SESSIONS].refresh(body.refresh_token, lambda user_id: _user_by_id(db, user_id))
+    return web.json_response(pair)
 
 
 @routes.get(JWKS_PATH)
@@ -105,23 +113,32 @@ async def jwks(request: web.Request) -> web.Response:
 
 
 async def bootstrap_admin(svc: Service) -> AsyncGenerator[None, None]:
-    """BOOTSTRAP_ADMIN (email:password) exists as an admin: created on the first start, idempotent and race-safe."""
+    """BOOTSTRAP_ADMIN (email:password) is an admin with that password: created on the first start, its password
+    set again when it differs (so a deployment's generated password replaces an older one), idempotent and
+    race-safe. There is no default: without BOOTSTRAP_ADMIN the shop has no admin."""
     with untraced():  # setup, not a request
-        await _ensure_admin(svc.app[DATABASE], svc.app[PASSWORDS], env_str(
-            "BOOTSTRAP_ADMIN", "admin@chaoslab.local:chaoslab-admin").strip())
+        await _ensure_admin(svc.app[DATABASE], svc.app[PASSWORDS], env_str("BOOTSTRAP_ADMIN", "").strip())
     yield
 
 
 async def _ensure_admin(db: Database, passwords: Passwords, spec: str) -> None:
     if not spec:
+        log.warning("BOOTSTRAP_ADMIN is not set: the shop has no admin account")
         return
     email, sep, password = spec.partition(":")
     email = normalise_email(email)
     if not sep or not email or not password:
         log.warning("BOOTSTRAP_ADMIN is not email:password; no admin created")
         return
-    if await _user_by_email(db, email) is not None:
-        return  # idempotent: a restart (or the other replica) already created it
+    existing = await _user_by_email(db, email)
+    if existing is not None:  # a restart (or the other replica) created it: make it the admin it is said to be
+        if existing.roles != ADMIN or not await passwords.verify(existing.password_hash, password):
+            password_hash = await passwords.hash(password)
+            async with db.session(write=True) as session:
+                await session.execute(update(users).where(users.c.id == existing.id)
+                                      .values(password_hash=password_hash, roles=ADMIN))
+            log.info("bootstrap admin's password and role set from BOOTSTRAP_ADMIN", email=email)
+        return
     password_hash = await passwords.hash(password)
     try:
         async with db.session(write=True) as session:
@@ -143,8 +160,10 @@ async def _ensure_admin(db: Database, passwords: Passwords, spec: str) -> None:
 def create_service() -> Service:
     svc = Service(contract.AUTH)
     svc.metadata(metadata)
-    tokens, passwords = Tokens.from_env(svc.app[DATABASE]), Passwords.from_env()
+    db = svc.app[DATABASE]
+    tokens, passwords = Tokens.from_env(db), Passwords.from_env()
     svc.app[TOKENS], svc.app[PASSWORDS] = tokens, passwords
+    svc.app[SESSIONS], svc.app[THROTTLE] = Sessions(db, tokens), LoginThrottle.from_env(db)
     svc.lifetime(tokens.lifetime)
     svc.lifetime(passwords.lifetime)
     svc.lifetime(bootstrap_admin)

@@ -120,7 +120,7 @@ class Tokens:
             raise RuntimeError("the signing key is loaded when the replica starts")
         return self._key
 
-    def _token(self, user: Any, typ: str, ttl_s: int) -> str:
+    def _token(self, user: Any, typ: str, ttl_s: int, **extra: Any) -> tuple[str, dict[str, Any]]:
         now = int(time.time())
         claims: dict[str, Any] = {
             "sub": user.id,
@@ -135,15 +135,18 @@ class Tokens:
         }
         if typ == "access":
             claims["name"] = user.name
-        return jwt.encode(claims, self.key.private_key, algorithm=JWT_ALGORITHM, headers={"kid": self.key.kid})
+        claims.update(extra)
+        token = jwt.encode(claims, self.key.private_key, algorithm=JWT_ALGORITHM, headers={"kid": self.key.kid})
+        return token, claims
 
-    def pair(self, user: Any) -> dict[str, Any]:
-        return {
-            "access_token": self._token(user, "access", self.access_ttl_s),
-            "refresh_token": self._token(user, "refresh", self.refresh_ttl_s),
-            "token_type": "Bearer",
-            "expires_in": self.access_ttl_s,
-        }
+    def pair(self, user: Any, *, family: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An access token and a refresh token of `family` (sessions.py records it): the answer, and the refresh
+        token's claims."""
+        access, _ = self._token(user, "access", self.access_ttl_s)
+        refresh, claims = self._token(user, "refresh", self.refresh_ttl_s, fam=family)
+        answer = {"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
+                  "expires_in": self.access_ttl_s}
+        return answer, claims
 
     def decode_refresh(self, token: str) -> dict[str, Any]:
         try:
@@ -156,7 +159,7 @@ class Tokens:
                 algorithms=[JWT_ALGORITHM],
                 audience=JWT_AUDIENCE,
                 issuer=JWT_ISSUER,
-                options={"require": ["exp", "iat", "sub", "typ"]},
+                options={"require": ["exp", "iat", "sub", "typ", "jti"]},
             )
         except jwt.InvalidTokenError as exc:
             raise unauthorized("invalid refresh token") from exc

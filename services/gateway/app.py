@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -124,6 +125,16 @@ async def forward(request: web.Request) -> web.StreamResponse:
     return await _send(request, gateway.upstreams[route.upstream.name], route, raw_path, body)
 
 
+OPENAPI = Path(__file__).with_name("openapi.json")  # the public API's contract (python -m services.openapi)
+OPENAPI_DOCUMENT = web.AppKey("openapi", bytes)
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """The public API's contract, as committed: what every client, and the fuzzer in the tests, holds the shop to."""
+    return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/json")
+
+
 # Every public prefix, and everything below it, goes to `forward`.
 for _route in ROUTES:
     routes.route("*", _route.prefix)(forward)
@@ -173,6 +184,7 @@ async def warm_keys(svc: Service) -> AsyncGenerator[None, None]:
 def create_service() -> Service:
     svc = Service(contract.GATEWAY)
     svc.app[GATEWAY] = Gateway.from_env(svc)
+    svc.app[OPENAPI_DOCUMENT] = OPENAPI.read_bytes()
 
     async def jwks_loaded() -> bool:
         # not required: the gateway serves /api/auth/* (and cached keys) while auth is away

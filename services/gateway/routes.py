@@ -23,6 +23,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/auth", AUTH, "/auth", public=True),
     Route("/api/users", USERS, "/users"),
     Route("/api/orders", ORDERS, "/orders", keyed_post=True),
+    Route("/api/catalogue", ORDERS, "/catalogue", public=True),  # what the shop sells: no token needed
     Route("/api/notifications", NOTIFICATIONS, "/notifications"),
 )
 

@@ -6,8 +6,27 @@ import json
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 PROBLEM_TYPE = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    field: str  # where in the request: a body field ("items.0.sku"), a header or a query parameter
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """Every error answer of the shop (RFC 9457): the shape services/openapi.py documents and the fuzzer checks."""
+
+    model_config = ConfigDict(extra="allow")  # a problem type may add members (`reason`, `upstream`)
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None  # 400: every field that failed validation
 
 
 def problem_response(

@@ -3,6 +3,7 @@ consumes is services/contract.py's OrderEvent."""
 
 from __future__ import annotations
 
+from pydantic import BaseModel
 from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text
 
 metadata = MetaData()
@@ -32,3 +33,16 @@ processed_events = Table(
     Column("processed_at", DateTime(timezone=True), nullable=False),
 )
 
+
+# -- answers (the public API's contract: services/openapi.py; the fuzzer checks real answers against it) --------
+class Notification(BaseModel):
+    id: str
+    order_id: str
+    event_id: str
+    kind: str
+    message: str
+    created_at: str  # RFC 3339, UTC
+
+
+class NotificationPage(BaseModel):
+    items: list[Notification]

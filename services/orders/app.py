@@ -37,6 +37,7 @@ from services.kit.tokens import Principal, authenticated
 from services.kit.validation import iso_utc, page, parse_body
 from services.proto import payments_pb2_grpc
 
+from . import catalogue
 from .models import OrderIn, metadata, orders, outbox
 from .payments import Payments, PaymentsFailed
 
@@ -127,10 +128,11 @@ async def place(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     key = _idempotency_key(request)
     body = await parse_body(request, OrderIn)
-    items = [item.model_dump() for item in body.items]
+    asked = [item.model_dump() for item in body.items]
     request_hash = hashlib.sha256(
-        json.dumps({"items": items, "currency": body.currency}, sort_keys=True).encode()
+        json.dumps({"items": asked, "currency": body.currency}, sort_keys=True).encode()
     ).hexdigest()
+    items = [{**item, "unit_price_cents": catalogue.price(item["sku"], body.currency)} for item in asked]
 
     existing = await _find(db, principal.user_id, key)
     if existing is not None:
@@ -178,6 +180,12 @@ async def place(request: web.Request) -> web.Response:
              payment_replayed=reply.replayed)
     # The answer is the row just committed; reading it back would cost a session and a statement per order.
     return web.json_response(order_view(order), status=201, headers={"Location": f"/orders/{order_id}"})
+
+
+@routes.get("/catalogue")
+async def list_catalogue(request: web.Request) -> web.Response:
+    """What the shop sells, with its prices: public (no token), the same for everyone."""
+    return web.json_response(catalogue.view(), headers={"Cache-Control": "public, max-age=60"})
 
 
 @routes.get("/orders")

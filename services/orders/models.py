@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -18,6 +20,8 @@ from sqlalchemy import (
 )
 
 from services.kit.validation import StrictModel
+
+from . import catalogue
 
 metadata = MetaData()
 
@@ -60,11 +64,53 @@ outbox = Table(
 
 
 class OrderItem(StrictModel):
+    """One line of an order: a SKU of the catalogue and how many. No price: the catalogue has it."""
+
     sku: str = Field(min_length=1, max_length=64)
     quantity: int = Field(ge=1, le=100)
-    unit_price_cents: int = Field(ge=0, le=10_000_000)
+
+    @field_validator("sku")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in catalogue.BY_SKU:
+            raise ValueError("not a SKU of the catalogue (GET /api/catalogue lists them)")
+        return v
 
 
 class OrderIn(StrictModel):
     items: list[OrderItem] = Field(min_length=1, max_length=50)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    # Literal[tuple] is Literal of each member: the catalogue's list is the one home of the currencies
+    currency: Literal[catalogue.CURRENCIES]  # type: ignore[valid-type]
+
+
+# -- answers (the public API's contract: services/openapi.py; the fuzzer checks real answers against it) --------
+class OrderLine(BaseModel):
+    sku: str
+    quantity: int
+    unit_price_cents: int  # the catalogue's price when the order was placed
+
+
+class Order(BaseModel):
+    id: str
+    user_id: str
+    status: Literal["confirmed"]
+    total_cents: int
+    currency: str
+    items: list[OrderLine]
+    payment_id: str
+    created_at: str  # RFC 3339, UTC
+
+
+class OrderPage(BaseModel):
+    items: list[Order]
+
+
+class Product(BaseModel):
+    sku: str
+    name: str
+    prices: dict[str, int]  # currency -> cents
+
+
+class Catalogue(BaseModel):
+    currencies: list[str]
+    items: list[Product]

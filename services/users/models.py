@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from sqlalchemy import Column, DateTime, MetaData, String, Table
 
 from services.kit.validation import StrictModel
@@ -26,3 +26,15 @@ profiles = Table(
 class ProfilePatch(StrictModel):
     name: str | None = Field(default=None, max_length=200)
     address: str | None = Field(default=None, max_length=1000)
+
+
+# -- answers (the public API's contract: services/openapi.py; the fuzzer checks real answers against it) --------
+class Profile(BaseModel):
+    id: str
+    email: str
+    name: str
+    address: str
+
+
+class ProfilePage(BaseModel):
+    items: list[Profile]

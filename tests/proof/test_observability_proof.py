@@ -13,6 +13,7 @@ import pytest
 import requests
 import yaml
 
+from chaoslab.clients import shop
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.supervisor import Supervisor
 from chaoslab.observability import all_expressions
@@ -21,7 +22,7 @@ from support.waiting import eventually
 
 pytestmark = pytest.mark.lab
 
-ORDER = {"items": [{"sku": "proof", "quantity": 1, "unit_price_cents": 700}], "currency": "EUR"}
+ORDER = shop.order(("sticker", 1))
 
 
 def _customer(gw: str) -> dict[str, str]:

@@ -70,7 +70,7 @@ def is_problem(resp: requests.Response, status: int) -> dict[str, Any]:
     return body
 
 
-def register(base: str, prefix: str = "/api/auth", email: str | None = None, password: str = "password-123",
+def register(base: str, prefix: str = "/api/auth", email: str | None = None, password: str = "quiet-orbit-42",
              name: str = "Test User") -> dict[str, Any]:
     email = email or f"user-{uuid.uuid4().hex[:10]}@example.test"
     resp = requests.post(f"{base}{prefix}/register", json={"email": email, "password": password, "name": name},
@@ -189,8 +189,8 @@ def procs():
 def test_register_login_refresh_and_jwks(stack: Stack) -> None:
     gw = stack.gw
     email = f"Mixed.Case-{uuid.uuid4().hex[:8]}@Example.TEST"
-    resp = requests.post(f"{gw}/api/auth/register", json={"email": email, "password": "s3cret-pass", "name": "Ann"},
-                         timeout=T)
+    resp = requests.post(f"{gw}/api/auth/register",
+                         json={"email": email, "password": "stable yellow kettle", "name": "Ann"}, timeout=T)
     assert resp.status_code == 201, resp.text
     user = resp.json()
     assert set(user) == {"id", "email", "name", "roles"}
@@ -198,10 +198,10 @@ def test_register_login_refresh_and_jwks(stack: Stack) -> None:
 
     # the same email in another case is taken
     resp = requests.post(f"{gw}/api/auth/register",
-                         json={"email": email.upper(), "password": "other-pass", "name": "B"}, timeout=T)
+                         json={"email": email.upper(), "password": "other yellow kettle 9", "name": "B"}, timeout=T)
     is_problem(resp, 409)
 
-    tokens = login(gw, email.upper(), "s3cret-pass")
+    tokens = login(gw, email.upper(), "stable yellow kettle")
     assert set(tokens) == {"access_token", "refresh_token", "token_type", "expires_in"}
     assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 900
 
@@ -257,11 +257,11 @@ def test_malformed_json_and_unknown_fields_are_400_problems(stack: Stack) -> Non
                          headers={"Content-Type": "application/json"}, timeout=T)
     is_problem(resp, 400)
     resp = requests.post(f"{gw}/api/auth/register",
-                         json={"email": "a@b.test", "password": "long-enough", "name": "x", "admin": True},
+                         json={"email": "a@b.test", "password": "blue-kettle-moon", "name": "x", "admin": True},
                          timeout=T)
     body = is_problem(resp, 400)
     assert any(e["field"] == "admin" for e in body["errors"]), body
-    resp = requests.post(f"{gw}/api/auth/register", json={"email": "not-an-email", "password": "long-enough"},
+    resp = requests.post(f"{gw}/api/auth/register", json={"email": "not-an-email", "password": "blue-kettle-moon"},
                          timeout=T)
     assert any(e["field"] == "email" for e in is_problem(resp, 400)["errors"])
 

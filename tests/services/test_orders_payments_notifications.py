@@ -33,10 +33,11 @@ from support.rabbit import RabbitNode
 from support.waiting import eventually
 
 pytestmark = pytest.mark.services
+ADMIN_EMAIL, ADMIN_PASSWORD = "root@chaoslab.test", "root-password-1"  # auth's BOOTSTRAP_ADMIN here
 
 ADMIN_TOKEN = "svc-test-admin"
 DELIVERY_LIMIT = 3
-ITEMS = {"items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1250}], "currency": "EUR"}
+ITEMS = {"items": [{"sku": "book-42", "quantity": 2}], "currency": "EUR"}  # 2 x 12.50 EUR in the catalogue
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
@@ -137,7 +138,8 @@ class Shop:
 
     def boot(self) -> None:
         self.rabbit.start()
-        self.auth = self.start("auth", {"DATABASE_URL": self.db_url("auth"), "ARGON2_MEMORY_KIB": "8192"}, name="auth")
+        self.auth = self.start("auth", {"DATABASE_URL": self.db_url("auth"), "ARGON2_MEMORY_KIB": "8192",
+                                        "BOOTSTRAP_ADMIN": f"{ADMIN_EMAIL}:{ADMIN_PASSWORD}"}, name="auth")
         common = {"AUTH_URL": self.auth.url}
         self.users = self.start("users", {**common, "DATABASE_URL": self.db_url("users")}, name="users")
         self.grpc_port = self.ports.take()
@@ -173,7 +175,7 @@ class Shop:
     # -- clients -------------------------------------------------------------------------------------------
     def token(self, email: str | None = None, password: str = "correct-horse-1") -> str:
         email = email or f"u-{uuid.uuid4().hex[:10]}@example.test"
-        if email != "admin@chaoslab.local":
+        if email != ADMIN_EMAIL:
             r = requests.post(self.auth.url + "/auth/register", json={"email": email, "password": password}, timeout=10)
             assert r.status_code == 201, r.text
         r = requests.post(self.auth.url + "/auth/login", json={"email": email, "password": password}, timeout=10)
@@ -181,7 +183,7 @@ class Shop:
         return r.json()["access_token"]
 
     def admin_token(self) -> str:
-        return self.token("admin@chaoslab.local", "chaoslab-admin")
+        return self.token(ADMIN_EMAIL, ADMIN_PASSWORD)
 
     def place(
         self,
@@ -344,11 +346,13 @@ def test_requests_are_validated(shop: Shop) -> None:
     assert shop.place("not-a-token", "k").status_code == 401
     bad_bodies = [
         {"items": [], "currency": "EUR"},
-        {"items": [{"sku": "a", "quantity": 0, "unit_price_cents": 1}], "currency": "EUR"},
-        {"items": [{"sku": "a", "quantity": 101, "unit_price_cents": 1}], "currency": "EUR"},
-        {"items": [{"sku": "a", "quantity": 1, "unit_price_cents": -1}], "currency": "EUR"},
-        {"items": [{"sku": "a", "quantity": 1, "unit_price_cents": 1}], "currency": "euro"},
-        {"items": [{"sku": "a", "quantity": 1, "unit_price_cents": 1}] * 51, "currency": "EUR"},
+        {"items": [{"sku": "book-42", "quantity": 0}], "currency": "EUR"},
+        {"items": [{"sku": "book-42", "quantity": 101}], "currency": "EUR"},
+        {"items": [{"sku": "book-42", "quantity": 1, "unit_price_cents": 0}], "currency": "EUR"},  # no client prices
+        {"items": [{"sku": "no-such-sku", "quantity": 1}], "currency": "EUR"},
+        {"items": [{"sku": "book-42", "quantity": 1}], "currency": "euro"},
+        {"items": [{"sku": "book-42", "quantity": 1}], "currency": "XAU"},  # three letters, not one the shop takes
+        {"items": [{"sku": "book-42", "quantity": 1}] * 51, "currency": "EUR"},
         {**ITEMS, "extra": 1},
     ]
     for body in bad_bodies:
@@ -374,7 +378,7 @@ def test_replayed_key_returns_the_same_order_and_charges_once(shop: Shop) -> Non
     assert [o["id"] for o in audit(shop.orders)["items"]].count(first.json()["id"]) == 1
 
     # the same key with a different order is a conflict, not a replay and not a new charge
-    changed = {"items": [{"sku": "SKU-2", "quantity": 1, "unit_price_cents": 1}], "currency": "EUR"}
+    changed = {"items": [{"sku": "sticker", "quantity": 1}], "currency": "EUR"}
     conflict = shop.place(token, key, changed)
     assert conflict.status_code == 409, conflict.text
     # the same key from another user is that user's own order

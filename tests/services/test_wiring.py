@@ -31,7 +31,7 @@ def test_every_service_has_one_factory_and_a_main(service: str) -> None:
 
 
 def test_the_gateway_routes_to_exactly_the_services_it_calls() -> None:
-    assert sorted(route.upstream.name for route in ROUTES) == sorted(contract.GATEWAY.calls)
+    assert sorted({route.upstream.name for route in ROUTES}) == sorted(contract.GATEWAY.calls)
     assert [route.upstream.protocol for route in ROUTES] == ["http"] * len(ROUTES)
 
 
