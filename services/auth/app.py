@@ -26,7 +26,7 @@ from services.kit.tokens import unauthorized
 from services.kit.tracing import untraced
 from services.kit.validation import parse_body
 
-from .models import LoginBody, RefreshBody, RegisterBody, metadata, normalise_email, users
+from .models import LoginBody, RefreshBody, RegisterBody, metadata, normalise_email, users, weak_password
 from .passwords import Passwords
 from .sessions import Sessions
 from .signing import Tokens
@@ -129,6 +129,10 @@ async def _ensure_admin(db: Database, passwords: Passwords, spec: str) -> None:
     email = normalise_email(email)
     if not sep or not email or not password:
         log.warning("BOOTSTRAP_ADMIN is not email:password; no admin created")
+        return
+    problem = weak_password(password, email)
+    if problem:  # the admin sees every profile and order: its password meets the policy too
+        log.error("BOOTSTRAP_ADMIN's password is refused; no admin account", reason=problem)
         return
     existing = await _user_by_email(db, email)
     if existing is not None:  # a restart (or the other replica) created it: make it the admin it is said to be

@@ -76,6 +76,18 @@ def normalise_email(value: str) -> str:
     return value.strip().lower()
 
 
+def weak_password(password: str, email: str = "", name: str = "") -> str | None:
+    """Why `password` is refused, or None: the policy of every account, the bootstrap admin's included."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
+    # zxcvbn takes at most 72 characters (its matching is quadratic): the first 72 decide
+    strength = zxcvbn(password[:72], user_inputs=[email, email.split("@")[0], name])
+    if strength["score"] < MIN_PASSWORD_SCORE:
+        hint = strength["feedback"].get("warning") or "add words or characters that are not a common pattern"
+        return f"the password is too easy to guess ({hint})"
+    return None
+
+
 def _printable(value: str, what: str) -> str:
     if any(not ch.isprintable() for ch in value):
         raise ValueError(f"{what} must not contain control characters")
@@ -107,12 +119,9 @@ class RegisterBody(StrictModel):
     @field_validator("password")
     @classmethod
     def _strong_password(cls, v: str, info: ValidationInfo) -> str:
-        email, name = str(info.data.get("email") or ""), str(info.data.get("name") or "")
-        # zxcvbn takes at most 72 characters (its matching is quadratic): the first 72 decide
-        strength = zxcvbn(v[:72], user_inputs=[email, email.split("@")[0], name])
-        if strength["score"] < MIN_PASSWORD_SCORE:
-            hint = strength["feedback"].get("warning") or "add words or characters that are not a common pattern"
-            raise ValueError(f"the password is too easy to guess ({hint})")
+        problem = weak_password(v, str(info.data.get("email") or ""), str(info.data.get("name") or ""))
+        if problem:
+            raise ValueError(problem)
         return v
 
 

@@ -119,6 +119,7 @@ class RabbitNode:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            cwd=self.base,  # where a dying node drops its MnesiaCore dump: never the checkout
             start_new_session=True,  # its own process group, so stop() takes beam and its children with it
         )
         deadline = time.monotonic() + self.start_timeout_s
