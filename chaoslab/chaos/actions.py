@@ -190,6 +190,153 @@ def purge_queue(queue: str = contract.DEAD_LETTER_QUEUE, configuration: Configur
     return {"queue": queue, "purged": purged}
 
 
+# -- below the application (an isolated lab: chaoslab.kernel) ---------------------------------------------------
+
+def _below(what: str, configuration: Configuration, inject: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Inject a kernel fault and attest that it took effect before going on: a fault that did nothing raises
+    (and is removed), so no verdict can pass on it. The result names the fault, its TTL and what was measured."""
+    from chaoslab.kernel import attest, store
+
+    spec = Lab.of(configuration).isolated(what)
+    with activity_errors():
+        record = inject(spec, *args, **kwargs)
+        marks.mark("fault", record.created_at)
+        try:
+            seen = attest.attest(spec, record)
+        except BaseException:
+            store.remove(spec, record.id)
+            raise
+    return {"fault": record.id, "kind": record.kind, "target": record.target, "params": record.params,
+            "ttl_s": round(record.expires_at - record.created_at, 1), "attestation": seen}
+
+
+def _target(service: str, replica: Replica) -> str:
+    """A kernel fault's target: the whole service ("all"), or one replica (a number or a name)."""
+    if replica in ("all", None):
+        return service
+    return f"{service}-{replica}" if isinstance(replica, int) or str(replica).isdigit() else str(replica)
+
+
+def blackhole(target: str, source: str | None = None, direction: str = "to", ttl_s: float = DEFAULT_TTL_S,
+              configuration: Configuration = None) -> dict[str, Any]:
+    """Drop every packet from `source` to `target` (or all of `target`'s traffic): connections hang instead of
+    failing. Targets: a service, a replica (orders-2), "broker", "clients"."""
+    from chaoslab.kernel.faults import network_fault
+
+    return _below("blackhole", configuration, network_fault, "blackhole", target, source=source,
+                  direction=direction, ttl_s=ttl_s)
+
+
+def reject_connections(target: str, source: str | None = None, direction: str = "to", ttl_s: float = DEFAULT_TTL_S,
+                       configuration: Configuration = None) -> dict[str, Any]:
+    """Answer every TCP packet from `source` to `target` with a reset: connections fail at once."""
+    from chaoslab.kernel.faults import network_fault
+
+    return _below("reject_connections", configuration, network_fault, "reject", target, source=source,
+                  direction=direction, ttl_s=ttl_s)
+
+
+def lose_packets(target: str, percent: float, source: str | None = None, direction: str = "both",
+                 ttl_s: float = DEFAULT_TTL_S, configuration: Configuration = None) -> dict[str, Any]:
+    """Drop `percent` of the packets between `source` and `target`, at random (TCP retransmits: RTO stalls)."""
+    from chaoslab.kernel.faults import network_fault
+
+    return _below("lose_packets", configuration, network_fault, "loss", target, source=source, direction=direction,
+                  ttl_s=ttl_s, loss_percent=float(percent))
+
+
+def delay_packets(target: str, delay_ms: float, jitter_ms: float = 0.0, source: str | None = None,
+                  direction: str = "to", ttl_s: float = DEFAULT_TTL_S,
+                  configuration: Configuration = None) -> dict[str, Any]:
+    """Hold every packet from `source` to `target` for `delay_ms` +- `jitter_ms` (NFQUEUE: no netem here)."""
+    from chaoslab.kernel.faults import network_fault
+
+    return _below("delay_packets", configuration, network_fault, "delay", target, source=source,
+                  direction=direction, ttl_s=ttl_s, delay_ms=float(delay_ms), jitter_ms=float(jitter_ms))
+
+
+def limit_bandwidth(target: str, rate_kbit: int, direction: str = "both", ttl_s: float = DEFAULT_TTL_S,
+                    configuration: Configuration = None) -> dict[str, Any]:
+    """Cap the bandwidth of `target`'s link (htb; its admin port stays unshaped for the observer)."""
+    from chaoslab.kernel.faults import limit_bandwidth as cap
+
+    return _below("limit_bandwidth", configuration, cap, target, rate_kbit=int(rate_kbit), direction=direction,
+                  ttl_s=ttl_s)
+
+
+def partition(target: str, peers: list[str] | None = None, ttl_s: float = DEFAULT_TTL_S,
+              configuration: Configuration = None) -> dict[str, Any]:
+    """Cut `target` off from `peers` (default: from every other host, clients included), both ways."""
+    from chaoslab.kernel.faults import partition as cut
+
+    return _below("partition", configuration, cut, target, peers=peers, ttl_s=ttl_s)
+
+
+def cut_broker(services: list[str] | None = None, ttl_s: float = DEFAULT_TTL_S,
+               configuration: Configuration = None) -> dict[str, Any]:
+    """Partition the broker from its publishers and consumers (default: orders and notifications)."""
+    from chaoslab.kernel.faults import partition as cut
+
+    return _below("cut_broker", configuration, cut, "broker",
+                  peers=list(services or [contract.ORDERS.name, contract.NOTIFICATIONS.name]), ttl_s=ttl_s)
+
+
+def limit_memory(service: str, replica: Replica = 1, headroom_mb: int = 16, stress_mb: int = 0,
+                 ttl_s: float = DEFAULT_TTL_S, configuration: Configuration = None) -> dict[str, Any]:
+    """A memory limit the kernel enforces (cgroup v1): what the replica uses now plus `headroom_mb`; with
+    `stress_mb`, a stressor in the same cgroup takes that much and the kernel OOM-kills the replica (attested by
+    the OOM counter and its restart under a new pid)."""
+    from chaoslab.kernel.faults import limit_memory as limit
+
+    return _below("limit_memory", configuration, limit, _target(service, replica), headroom_mb=int(headroom_mb),
+                  stress_mb=int(stress_mb), ttl_s=ttl_s)
+
+
+def throttle_cpu(service: str, percent: float = 20.0, replica: Replica = "all", ttl_s: float = DEFAULT_TTL_S,
+                 configuration: Configuration = None) -> dict[str, Any]:
+    """CPU throttling by the kernel (a cgroup v1 CFS quota of `percent` of one CPU)."""
+    from chaoslab.kernel.faults import throttle_cpu as throttle
+
+    return _below("throttle_cpu", configuration, throttle, _target(service, replica), percent=float(percent),
+                  ttl_s=ttl_s)
+
+
+def stress_host(cpu_workers: int = 2, cpu_load: int = 100, vm_mb: int = 0, io_workers: int = 0,
+                ttl_s: float = DEFAULT_TTL_S, configuration: Configuration = None) -> dict[str, Any]:
+    """Host CPU, memory and IO pressure with stress-ng, for `ttl_s`."""
+    from chaoslab.kernel.faults import stress_host as stress
+
+    return _below("stress_host", configuration, stress, cpu_workers=int(cpu_workers), cpu_load=int(cpu_load),
+                  vm_mb=int(vm_mb), io_workers=int(io_workers), ttl_s=ttl_s)
+
+
+def fill_disk(service: str, ttl_s: float = DEFAULT_TTL_S, configuration: Configuration = None) -> dict[str, Any]:
+    """Fill the service's own data disk: its next write fails with ENOSPC."""
+    from chaoslab.kernel.faults import fill_disk as fill
+
+    return _below("fill_disk", configuration, fill, service, ttl_s=ttl_s)
+
+
+def skew_clock(service: str, offset_s: float = 0.0, rate: float | None = None, replica: Replica = "all",
+               ttl_s: float = DEFAULT_TTL_S, configuration: Configuration = None) -> dict[str, Any]:
+    """Move the replicas' wall clock by `offset_s` (and/or make it run `rate` times as fast): libfaketime."""
+    from chaoslab.kernel.faults import skew_clock as skew
+
+    return _below("skew_clock", configuration, skew, _target(service, replica), offset_s=float(offset_s),
+                  rate=None if rate is None else float(rate), ttl_s=ttl_s)
+
+
+def end_kernel_faults(kind: str | None = None, configuration: Configuration = None) -> dict[str, Any]:
+    """End the lab's kernel faults (of one kind, or all) now, before their TTL."""
+    from chaoslab.kernel import store
+
+    spec = Lab.of(configuration).isolated("end_kernel_faults")
+    with activity_errors():
+        ended = [store.remove(spec, r.id) for r in store.records(spec) if kind is None or r.kind == kind]
+    marks.mark("recovery")
+    return {"ended": [r.id for r in ended if r is not None]}
+
+
 # -- time ------------------------------------------------------------------------------------------------------
 
 HOLD_STEP_S = 0.25
@@ -225,4 +372,6 @@ __all__ = [
     "kill_replica", "kill_service", "pause_replica", "resume_replicas", "stop_service", "start_service",
     "stop_broker", "start_broker", "inject_latency", "inject_errors", "inject_aborts", "inject_cpu_burn",
     "clear_faults", "publish_poison_message", "purge_queue", "hold", "restore_lab",
+    "blackhole", "reject_connections", "lose_packets", "delay_packets", "limit_bandwidth", "partition", "cut_broker",
+    "limit_memory", "throttle_cpu", "stress_host", "fill_disk", "skew_clock", "end_kernel_faults",
 ]

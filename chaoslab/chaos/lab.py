@@ -27,6 +27,7 @@ from chaoslab.clients.shop import ShopClient, StoredCustomer
 from chaoslab.errors import ChaoslabError
 from chaoslab.lab import compose, faults, registry
 from chaoslab.lab.paths import DEFAULT_STATE_DIR
+from chaoslab.lab.spec import LabSpec, load_spec
 from chaoslab.lab.supervisor import Supervisor
 
 TARGET_KEY = "chaoslab_target"
@@ -143,6 +144,20 @@ class Lab:
 
     def select(self, service: str, replica: Replica) -> list[dict[str, Any]]:
         return select_replicas(self.registry, service, replica)
+
+    def isolated(self, what: str = "this fault") -> LabSpec:
+        """The spec of a native lab running --network isolated; a clear refusal for any other (a fault below the
+        application needs the lab's own network, cgroups, disks and clocks)."""
+        if self.state is None:
+            raise ActivityFailed(f"{what} acts below the application: it needs the native lab in isolated mode, "
+                                 "not a compose stack (docs/deploy.md says which faults compose can take)")
+        with activity_errors():
+            spec = load_spec(self.state)
+        if not spec.isolated:
+            raise ActivityFailed(f"{what} needs an isolated lab (network namespaces, iptables, cgroups, disks, "
+                                 f"clocks); the lab in {self.state} runs --network {spec.network}: chaoslab down "
+                                 f"--state-dir {self.state}, then (as root) chaoslab up --network isolated")
+        return spec
 
     def supervisor(self, what: str = "this fault") -> Supervisor:
         """The native lab's supervisord; in compose, an error saying that `what` needs process control."""

@@ -350,6 +350,91 @@ def wait_for_faults_expired(service: str | None = None, timeout_s: float = 60.0,
     return _measure("fault_duration", _since_fault(started_wall), service=service)
 
 
+# -- below the application (an isolated lab) ------------------------------------------------------------------------
+
+def network_mode(configuration: Configuration = None) -> str:
+    """"isolated" or "loopback" (a compose stack: "compose")."""
+    lab = Lab.of(configuration)
+    return "compose" if lab.is_compose else str(lab.registry.get("network", {}).get("mode", "loopback"))
+
+
+def kernel_faults(kind: str | None = None, configuration: Configuration = None) -> int:
+    """How many kernel faults (of `kind`) the lab holds now (0 for a loopback lab)."""
+    lab = Lab.of(configuration)
+    if network_mode(configuration) != "isolated":
+        return 0
+    from chaoslab.kernel import store
+
+    spec = lab.isolated("kernel_faults")
+    return sum(1 for r in store.records(spec) if kind is None or r.kind == kind)
+
+
+def wait_for_kernel_faults_ended(timeout_s: float = 60.0, configuration: Configuration = None) -> dict[str, Any]:
+    """Wait until the lab holds no kernel fault (their TTL ran out: the endpoints controller ended them).
+    Measures fault_duration from the injection. Raises on timeout."""
+    started_wall = time.time()
+    found, _ = poll(lambda: kernel_faults(configuration=configuration) == 0, float(timeout_s), 0.5)
+    if not found:
+        raise ActivityFailed(f"kernel faults still in place after {timeout_s:g} s")
+    marks.mark("recovery")
+    return _measure("fault_duration", _since_fault(started_wall))
+
+
+def tcp_connect(source: str, target: str, timeout_s: float = 2.0, expect: str | None = None,
+                configuration: Configuration = None) -> dict[str, Any]:
+    """Open a TCP connection from `source`'s namespace (a replica, or "clients") to `target` (a replica, or
+    "broker"): {"outcome": connected | timeout | refused, "seconds"}; with `expect`, raise on another outcome."""
+    from chaoslab.kernel import attest
+    from chaoslab.kernel.faults import hosts
+
+    spec = Lab.of(configuration).isolated("tcp_connect")
+    with activity_errors():
+        host = hosts(spec, target)[0]
+        address, port = attest._endpoint(spec, host)
+        seen = attest.tcp_connect(spec, hosts(spec, source)[0], address, port, float(timeout_s))
+    if expect is not None and seen["outcome"] != expect:
+        raise ActivityFailed(f"{source} -> {target}: {seen['outcome']} in {seen['seconds']} s, expected {expect}")
+    return {"source": source, "target": target, **seen}
+
+
+def clock_offset(service: str, replica: int | str = 1, configuration: Configuration = None) -> float:
+    """The replica's wall clock minus the real time, in seconds (from its Date header; +-1 s)."""
+    from chaoslab.kernel import attest
+
+    spec = Lab.of(configuration).isolated("clock_offset")
+    name = f"{service}-{replica}" if str(replica).isdigit() else str(replica)
+    with activity_errors():
+        return round(attest.replica_clock_offset(spec, name), 1)
+
+
+def wait_for_restart(service: str, replica: int | str = 1, timeout_s: float = 30.0,
+                     configuration: Configuration = None) -> dict[str, Any]:
+    """Wait until the replica runs under a new pid and is ready (after a kill: the OOM killer's, a signal);
+    the pid to compare with is the one the last fault's record holds, else the one running now."""
+    lab = Lab.of(configuration)
+    name = f"{service}-{replica}" if str(replica).isdigit() else str(replica)
+    sv = lab.supervisor("wait_for_restart")
+    started_wall = time.time()
+    before = int(sv.process(name)["pid"])
+    spec = lab.isolated("wait_for_restart") if network_mode(configuration) == "isolated" else None
+    if spec is not None:
+        from chaoslab.kernel import store
+
+        for record in store.records(spec):
+            pid = record.attestation.get("replicas", {}).get(name, {}).get("pid")
+            if pid:
+                before = int(pid)
+
+    def restarted() -> bool:
+        info = sv.process(name)
+        return (info["statename"] == "RUNNING" and int(info["pid"]) != before
+                and ready_replicas(lab.registry, service).get(name, False))
+
+    with activity_errors():
+        faults.wait_until(restarted, float(timeout_s), f"{name} running again under a new pid and ready")
+    return _measure("time_to_restart", _since_fault(started_wall), replica=name)
+
+
 __all__ = [
     "replicas_ready", "service_ready", "lab_ready", "time_to_recover", "broker_serving",
     "prometheus_url", "error_ratio", "wait_for_error_ratio", "latency_percentile", "burn_rate",
@@ -359,4 +444,6 @@ __all__ = [
     "customer_session", "customer_login", "call_api", "place_order", "place_orders",
     "data_audit", "outbox_backlog", "queue_messages", "wait_for_queue_messages", "active_faults",
     "wait_for_faults_expired",
+    "network_mode", "kernel_faults", "wait_for_kernel_faults_ended", "tcp_connect", "clock_offset",
+    "wait_for_restart",
 ]

@@ -280,7 +280,7 @@ def _cgroup(spec: LabSpec, controller: str, replica: str, record: Record) -> Pat
 
 def limit_memory(spec: LabSpec, target: str, *, headroom_mb: int = 16, stress_mb: int = 0,
                  ttl_s: float = 60.0) -> Record:
-    """Put each replica of `target` in a memory cgroup limited to what it uses now plus `headroom_mb`; with
+    """Put each replica of `target` in a memory cgroup limited to what it is charged now plus `headroom_mb`; with
     `stress_mb`, a stressor in the same cgroup takes that much (as Chaos Mesh's memory stressor with oomScoreAdj
     -1000), so the cgroup goes over its limit and the kernel OOM-kills the replica (supervisord restarts it,
     outside the cgroup: the limit was this process')."""
@@ -290,8 +290,14 @@ def limit_memory(spec: LabSpec, target: str, *, headroom_mb: int = 16, stress_mb
         for replica in replica_hosts(spec, target):
             pid = replica_pid(spec, replica)
             group = _cgroup(spec, "memory", replica, record)
-            (group / "memory.move_charge_at_immigrate").write_text("3")  # its memory is charged here from now
+            # Charge moving (memory touched before the move counted here too) is gone from newer kernels
+            # (EINVAL): the limit then counts what the replica and the stressor take from now on, and the OOM
+            # killer still picks the replica by its whole size.
+            with contextlib.suppress(OSError):
+                (group / "memory.move_charge_at_immigrate").write_text("3")
             (group / "cgroup.procs").write_text(str(pid))
+            # the OOM killer's first choice in the cgroup, before the stressor (raising it needs no privilege)
+            Path(f"/proc/{pid}/oom_score_adj").write_text("1000")
             usage = int((group / "memory.usage_in_bytes").read_text())
             limit = usage + headroom_mb * 1024 * 1024
             (group / "memory.limit_in_bytes").write_text(str(limit))
@@ -354,7 +360,7 @@ def fill_disk(spec: LabSpec, service: str, *, leave_bytes: int = 0, ttl_s: float
     with _made(spec, record):
         record.objects.setdefault("files", []).append(str(filler))
         store.save(spec, record)
-        free = os.statvfs(point).f_bfree * os.statvfs(point).f_frsize - leave_bytes
+        free = os.statvfs(point).f_bavail * os.statvfs(point).f_frsize - leave_bytes
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with contextlib.suppress(OSError):
@@ -370,7 +376,7 @@ def fill_disk(spec: LabSpec, service: str, *, leave_bytes: int = 0, ttl_s: float
         finally:
             os.close(fd)
         stat = os.statvfs(point)
-        record.attestation = {"free_bytes": stat.f_bfree * stat.f_frsize, "mount": str(point)}
+        record.attestation = {"free_bytes": stat.f_bavail * stat.f_frsize, "mount": str(point)}
     return record
 
 

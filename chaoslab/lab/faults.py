@@ -120,13 +120,39 @@ def wait_until(check: Callable[[], object], timeout_s: float, what: str, interva
     return waited
 
 
+def _isolated_spec(registry: dict[str, Any]) -> Any:
+    """The spec of an isolated native lab (the one kind with kernel faults), else None."""
+    if registry.get("network", {}).get("mode") != "isolated":
+        return None
+    from chaoslab.lab.spec import load_spec
+
+    return load_spec(registry["state_dir"])
+
+
+def kernel_faults(registry: dict[str, Any]) -> list[str]:
+    """An isolated lab's kernel faults in place ("F3:delay"), found by record and by name (chaoslab.kernel)."""
+    spec = _isolated_spec(registry)
+    if spec is None:
+        return []
+    from chaoslab.kernel import inventory
+
+    held = inventory.holdings(spec)
+    found = [f"{f['id']}:{f['kind']}" for f in held["faults"]]
+    if inventory.active(held) and not found:
+        found.append("kernel objects without a record: " + ", ".join(
+            k for k in ("rules", "qdiscs", "cgroups", "workers", "clocks") if held[k]))
+    return found
+
+
 def leftovers(registry: dict[str, Any], sv: Supervisor) -> dict[str, list[str]]:
-    """Whatever a fault could have left behind: active in-service faults, paused or stopped programs."""
+    """Whatever a fault could have left behind: active in-service faults, paused or stopped programs, and an
+    isolated lab's kernel faults."""
     listed = AdminClient.of(registry).list_faults(replicas_of(registry))
     faults = [f"{r['replica']}:{f['kind']}:{f['id']}" for r in listed for f in r.get("faults", [])]
     procs = process_faults(sv)
-    return {k: v for k, v in {"faults": faults, "paused": procs["paused"], "stopped": procs["stopped"]}.items()
-            if v}
+    found = {"faults": faults, "paused": procs["paused"], "stopped": procs["stopped"],
+             "kernel": kernel_faults(registry)}
+    return {k: v for k, v in found.items() if v}
 
 
 def restore(registry: dict[str, Any], sv: Supervisor | None, timeout_s: float = RESTORE_TIMEOUT_S) -> dict[str, Any]:
@@ -137,6 +163,12 @@ def restore(registry: dict[str, Any], sv: Supervisor | None, timeout_s: float = 
     admin = AdminClient.of(registry)
     resumed: list[str] = []
     started: list[str] = []
+    kernel: list[str] = []
+    spec = _isolated_spec(registry)
+    if spec is not None:  # traffic flows and clocks are right again before the rest is awaited
+        from chaoslab.kernel import inventory
+
+        kernel = list(inventory.sweep(spec)["records"])
     try:
         if sv is not None:
             resumed = resume(sv, paused_programs(sv))
@@ -149,4 +181,4 @@ def restore(registry: dict[str, Any], sv: Supervisor | None, timeout_s: float = 
     finally:
         cleared = admin.clear_faults(replicas_of(registry))
     return {"resumed": resumed, "started": started, "ready_after_s": round(waited, 3),
-            "faults_cleared": sum(r["cleared"] for r in cleared)}
+            "faults_cleared": sum(r["cleared"] for r in cleared), "kernel_faults_ended": kernel}
