@@ -101,3 +101,31 @@ def faults_table(listed: list[dict[str, Any]], procs: dict[str, list[str]] | Non
             table.add_row(entry["replica"], fault["id"], fault["kind"], f"{fault['percent']:g}%", target, effect,
                           f"{fault['remaining_s']:.0f} s")
     return table
+
+
+def kernel_table(held: dict[str, Any]) -> Table:
+    """An isolated lab's kernel faults and what the kernel holds for them (chaoslab.kernel.inventory)."""
+    table = Table(title="faults below the application (the kernel)", title_justify="left")
+    for col in ("what", "name", "detail", "expires in"):
+        table.add_column(col)
+    for fault in held["faults"]:
+        target = fault["target"]
+        edge = f"{target['source']} -> {target['target']}" if target.get("source") else target["target"]
+        params = ", ".join(f"{k}={v}" for k, v in fault["params"].items() if v not in (None, 0))
+        table.add_row(f"fault {fault['kind']}", fault["id"], f"{edge} {params}".strip(), f"{fault['ttl_left_s']:.0f} s")
+    for rule in held["rules"]:
+        table.add_row("iptables rule", rule["chain"], f"{rule['rule'][:90]} ({rule['packets']} packets)", "")
+    for qdisc in held["qdiscs"]:
+        table.add_row("qdisc", f"{qdisc['netns'] or 'host'}:{qdisc['link']}",
+                      f"{qdisc['kind']} {qdisc['bytes']} bytes, {qdisc['overlimits']} overlimits", "")
+    for path in held["cgroups"]:
+        table.add_row("cgroup", path, "", "")
+    for mount in held["mounts"]:
+        table.add_row("mount", mount["mount"], f"{mount['free_bytes'] // 1024} KiB free of "
+                      f"{mount['size_bytes'] // 1024} KiB" + (f"; filled by {', '.join(mount['fillers'])}"
+                                                               if mount["fillers"] else ""), "")
+    for worker in held["workers"]:
+        table.add_row("worker", str(worker["pid"]), worker["command"][:90], "")
+    for replica, spec in held["clocks"].items():
+        table.add_row("clock", replica, f"libfaketime {spec}", "")
+    return table

@@ -116,11 +116,14 @@ def faults(
     service: Annotated[str | None, typer.Option(help="Only this service's replicas.")] = None,
 ) -> None:
     """List the active faults across every replica: in-service faults (admin API, with their remaining TTL),
-    and process faults (paused or stopped programs, which have no TTL). --clear clears them all."""
+    process faults (paused or stopped programs, which have no TTL) and, in an isolated lab, the faults below the
+    application with what the kernel holds for them (rules, qdiscs, cgroups, mounts, workers, clocks).
+    --clear clears them all."""
     from chaoslab.chaos import report
     from chaoslab.clients.admin import AdminClient, replicas_of
     from chaoslab.lab import faults as lab_faults
     from chaoslab.lab import registry
+    from chaoslab.lab.spec import load_spec
 
     with errors():
         reg = registry.find(state_dir)
@@ -128,7 +131,20 @@ def faults(
         admin = AdminClient.of(reg)
         targets = replicas_of(reg, [service] if service else None)
         procs = lab_faults.process_faults(sv, service)
+        spec = load_spec(state_dir)
+        held = None
+        if spec.isolated:
+            from chaoslab.kernel import inventory
+
+            held = inventory.holdings(spec)
         if clear:
+            if spec.isolated:
+                from chaoslab.kernel import inventory
+
+                swept = inventory.sweep(spec)
+                out.print(f"ended {len(swept['records'])} kernel fault(s)"
+                          + "".join(f"; removed {len(v)} {k}" for k, v in swept.items() if k != "records" and v),
+                          highlight=False)
             cleared = admin.clear_faults(targets)
             resumed = lab_faults.resume(sv, procs["paused"])
             started = lab_faults.start_programs(sv, procs["stopped"])
@@ -140,6 +156,12 @@ def faults(
                       + (f"; unreachable: {', '.join(unreachable)}" if unreachable else ""), highlight=False)
             return
         listed = admin.list_faults(targets)
+    if held is not None:
+        from chaoslab.kernel import inventory
+
+        out.print(report.kernel_table(held))
+        if not inventory.active(held):
+            out.print("no kernel fault in place")
     if not any(r.get("faults") or "error" in r for r in listed) and not any(procs.values()):
         out.print(f"no active fault on {len(listed)} replica(s)")
         return

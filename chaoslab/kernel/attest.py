@@ -3,7 +3,7 @@ a verdict never passes on a fault that silently did nothing. attest() raises Lab
 
 | fault | what is measured |
 | --- | --- |
-| blackhole, partition | a TCP connection from the source's namespace to the target hangs (no answer within the probe's timeout) |
+| blackhole, partition | a TCP connection from the source's namespace to the target hangs (no answer in time) |
 | reject | that connection is refused at once (a reset) |
 | loss | the rule's own counters over generated connections: the share of packets dropped |
 | delay | the TCP connect time (one SYN/SYN-ACK round trip) from the source's namespace, median of five |

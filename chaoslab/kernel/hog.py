@@ -1,6 +1,7 @@
 """A memory stressor placed in a replica's memory cgroup, as Chaos Mesh's StressChaos memory stressor is placed in a
-container's: it joins the cgroup, makes itself unkillable by the OOM killer where it may (oom_score_adj -1000, Chaos
-Mesh's `oomScoreAdj`; the fault also makes the replica the OOM killer's first choice) and takes memory in steps, so that the cgroup goes over its limit and the kernel kills the replica.
+container's: it joins the cgroup, makes itself unkillable by the OOM killer where it may (oom_score_adj -1000,
+Chaos Mesh's `oomScoreAdj`; the fault also makes the replica the OOM killer's first choice) and takes memory in
+steps, so that the cgroup goes over its limit and the kernel kills the replica.
 It holds what it took until its TTL ends or it is ended.
 
     python -m chaoslab.kernel.hog --cgroup /sys/fs/cgroup/memory/chaoslab-18000/notifications-1-F3 --mb 64 --ttl-s 60

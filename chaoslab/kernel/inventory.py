@@ -90,7 +90,7 @@ def mounts(spec: LabSpec) -> list[dict[str, Any]]:
         stat = os.statvfs(point)
         fillers = sorted(p.name for p in point.glob(f"{FILLER_PREFIX}*"))
         out.append({"mount": str(point), "size_bytes": stat.f_blocks * stat.f_frsize,
-                    "free_bytes": stat.f_bfree * stat.f_frsize, "fillers": fillers})
+                    "free_bytes": stat.f_bavail * stat.f_frsize, "fillers": fillers})
     return out
 
 
