@@ -19,6 +19,7 @@ from services.contract import (
     ORDER_EVENTS_PATTERN,
     ORDER_EVENTS_QUEUE,
 )
+from services.kit.config import env_int
 
 
 @dataclass
@@ -29,10 +30,20 @@ class Topology:
     dead_letter_queue: aio_pika.abc.AbstractQueue
 
 
+# AMQP heartbeats, in seconds: aiormq sends one every half of it and gives a connection up after 3 x (it + 1) s
+# without a frame; RabbitMQ after two missed ones. aiormq's default (60, so 183 s) let a partitioned broker go
+# unnoticed for three minutes: the consumer kept reporting itself ready, and the broker held the unacked messages
+# of a consumer that could no longer ack them (found by the broker-partition fault, chaos/broker-partition.json).
+DEFAULT_HEARTBEAT_S = 5
+
+
 async def connect_broker(amqp_url: str, *, timeout_s: float = 5.0) -> aio_pika.abc.AbstractRobustConnection:
-    """A robust connection: aio-pika reconnects by itself and restores channels, exchanges and queues."""
-    return await aio_pika.connect_robust(amqp_url, timeout=timeout_s, client_properties={
-        "connection_name": "chaoslab"})
+    """A robust connection: aio-pika reconnects by itself and restores channels, exchanges and queues. Heartbeats
+    every AMQP_HEARTBEAT_S / 2 s: a dead connection (a partition, a frozen broker) is noticed within
+    3 x (AMQP_HEARTBEAT_S + 1) s (18 s by default) and reconnected."""
+    return await aio_pika.connect_robust(amqp_url, timeout=timeout_s,
+                                         heartbeat=env_int("AMQP_HEARTBEAT_S", DEFAULT_HEARTBEAT_S),
+                                         client_properties={"connection_name": "chaoslab"})
 
 
 async def declare_exchange(channel: aio_pika.abc.AbstractChannel) -> aio_pika.abc.AbstractExchange:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from aiohttp import web
 from sqlalchemy import Executable, MetaData, Row, event, text
 from sqlalchemy.exc import DBAPIError
@@ -18,6 +19,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from services.kit import metrics
+from services.kit.errors import ApiError
+
+STORAGE_FULL_TYPE = "https://chaoslab.dev/problems/storage-full"
+STORAGE_FULL_RETRY_S = 5
+
+
+def storage_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full", ENOSPC under it) or PostgreSQL's disk_full (53100)."""
+    orig = getattr(exc, "orig", None)
+    return "database or disk is full" in str(orig or exc) or getattr(orig, "sqlstate", None) == "53100"
+
+
+def storage_full_error(exc: BaseException) -> ApiError:
+    """What a client gets when a write finds the service's storage full: 503, retry later; nothing was written
+    (the transaction rolled back), and the log has the database's own message."""
+    metrics.db_storage_full_total.inc()
+    structlog.get_logger("db").error("storage full: write refused", error=str(getattr(exc, "orig", exc))[:300])
+    return ApiError(503, "Service Unavailable", "the service's storage is full: nothing was written, try again later",
+                    type=STORAGE_FULL_TYPE, headers={"Retry-After": str(STORAGE_FULL_RETRY_S)})
 
 # SQLite: a write transaction must take the write lock when it begins (BEGIN IMMEDIATE); a deferred
 # transaction that upgrades from read to write fails at once with "database is locked" when another
@@ -102,6 +122,12 @@ class Database:
         try:
             async with self._sessions() as session, session.begin():
                 yield session
+        except DBAPIError as exc:
+            # A full disk is the operator's problem, not the client's and not a bug: 503 with a problem that says
+            # so, never a 500 with "the error was logged" (found by the disk-full fault, chaos/disk-full-orders)
+            if storage_full(exc):
+                raise storage_full_error(exc) from exc
+            raise
         finally:
             _write_tx.reset(token)
 

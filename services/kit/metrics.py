@@ -7,6 +7,8 @@ Service-specific metrics are created unregistered and registered only by the ser
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.registry import Collector
 
@@ -39,6 +41,13 @@ db_query_duration_seconds = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 fault_active = Gauge("fault_active", "Injected faults active on this replica, by kind.", ["kind"])
+# This replica's wall clock, read when it is scraped: minus the scrape's own timestamp (the scraper's clock), the
+# replica's clock skew, as node_exporter's node_time_seconds shows a node's (the ClockSkew alert).
+clock_time_seconds = Gauge("clock_time_seconds", "This replica's wall clock (Unix time) at the scrape.")
+clock_time_seconds.set_function(time.time)
+db_storage_full_total = Counter(
+    "db_storage_full_total", "Writes refused because the database's storage is full (answered 503)."
+)
 
 # -- service-specific (registered by their owner) ---------------------------------------------------------
 _OWN = {"registry": None}

@@ -14,6 +14,7 @@ import jwt
 from aiohttp import web
 
 from services.contract import ANY_USER, JWKS_PATH, JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
+from services.kit.config import env_float
 from services.kit.errors import ApiError
 
 # With no key at all (auth unreachable since this replica started), try again this often, not every request.
@@ -32,9 +33,34 @@ class Principal:
         return any(role in self.roles for role in roles)
 
 
-def unauthorized(detail: str) -> ApiError:
+def unauthorized(detail: str, **extra: Any) -> ApiError:
     """401 with the challenge a bearer-token API answers (RFC 6750)."""
-    return ApiError(401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="chaoslab"'})
+    return ApiError(401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="chaoslab"'}, **extra)
+
+
+# Clocks disagree a little between the issuer and a verifier: a token is accepted up to this many seconds past its
+# exp and before its iat (RFC 7519 allows "a small leeway, usually no more than a few minutes"). Beyond it, 401
+# with a problem that names this service's clock, so that a wrong clock is seen as one (the clock fault found that
+# without a leeway one second of skew between auth and a verifier rejected every fresh token).
+DEFAULT_LEEWAY_S = 60.0
+TOKEN_EXPIRED = "https://chaoslab.dev/problems/token-expired"
+TOKEN_NOT_YET_VALID = "https://chaoslab.dev/problems/token-not-yet-valid"
+
+
+def _clock_problem(claims: dict[str, Any], leeway_s: float) -> ApiError:
+    now = time.time()
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if isinstance(exp, int | float) and now > exp + leeway_s:
+        return unauthorized(
+            f"the token expired {now - exp:.0f} s ago by this service's clock (leeway {leeway_s:g} s); if it was "
+            "issued moments ago, this service's clock or the issuer's is wrong", type=TOKEN_EXPIRED,
+            expired_at=int(exp), verifier_time=int(now))
+    if isinstance(iat, int | float) and iat > now + leeway_s:
+        return unauthorized(
+            f"the token was issued {iat - now:.0f} s in the future by this service's clock (leeway {leeway_s:g} s): "
+            "this service's clock and the issuer's disagree", type=TOKEN_NOT_YET_VALID, issued_at=int(iat),
+            verifier_time=int(now))
+    return unauthorized("the token is not valid at this time")
 
 
 class JwksVerifier:
@@ -42,7 +68,9 @@ class JwksVerifier:
     (at most every `min_refetch_s`); a failed refresh keeps the keys it had."""
 
     def __init__(self, auth_url: str, session: Callable[[], aiohttp.ClientSession], *,
-                 refresh_s: float = 300.0, min_refetch_s: float = 5.0, timeout_s: float = 2.0) -> None:
+                 refresh_s: float = 300.0, min_refetch_s: float = 5.0, timeout_s: float = 2.0,
+                 leeway_s: float | None = None) -> None:
+        self.leeway_s = env_float("JWT_LEEWAY_S", DEFAULT_LEEWAY_S) if leeway_s is None else leeway_s
         self._url = f"{auth_url}{JWKS_PATH}"
         self._session = session
         self._keys: dict[str, Any] = {}
@@ -103,9 +131,11 @@ class JwksVerifier:
         key = await self._key_for(str(header.get("kid", "")))
         try:
             claims = jwt.decode(token, key, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
-                                options={"require": ["exp", "iat", "sub"]})
-        except jwt.ExpiredSignatureError:
-            raise unauthorized("the token has expired") from None
+                                options={"require": ["exp", "iat", "sub"]}, leeway=self.leeway_s)
+        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError):
+            # signed by auth and otherwise valid: only the times are off by more than the leeway
+            unverified = jwt.decode(token, options={"verify_signature": False})
+            raise _clock_problem(unverified, self.leeway_s) from None
         except jwt.PyJWTError as exc:
             raise unauthorized(f"the token is invalid: {exc}") from None
         if claims.get("typ") != typ:

@@ -111,7 +111,7 @@ async def test_verifier_keeps_keys_through_an_auth_outage() -> None:
         verifier._refresh_s = 0  # force a refresh attempt: it fails, the cached key stays
         assert (await verifier.verify(_token(key)))["sub"] == "u1"
         with pytest.raises(ApiError) as expired:
-            await verifier.verify(_token(key, exp=int(time.time()) - 10))
+            await verifier.verify(_token(key, exp=int(time.time()) - 120))  # past the 60 s leeway
         assert expired.value.status == 401
         other, _ = _keypair()
         with pytest.raises(ApiError, match="invalid"):
@@ -119,6 +119,36 @@ async def test_verifier_keeps_keys_through_an_auth_outage() -> None:
         unsigned = jwt.encode({"sub": "u1"}, None, algorithm="none")
         with pytest.raises(ApiError, match="RS256"):
             await verifier.verify(unsigned)
+
+
+async def test_the_verifier_allows_a_leeway_for_clock_skew_then_names_the_clock() -> None:
+    key, jwk = _keypair()
+
+    async def jwks(_: web.Request) -> web.Response:
+        return web.json_response({"keys": [jwk]})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            verifier = JwksVerifier(str(server.make_url("")).rstrip("/"), lambda: session, leeway_s=60)
+            now = int(time.time())
+            # within the leeway: an issuer 30 s ahead, a token 30 s past its exp
+            assert (await verifier.verify(_token(key, iat=now + 30, exp=now + 90)))["sub"] == "u1"
+            assert (await verifier.verify(_token(key, iat=now - 100, exp=now - 30)))["sub"] == "u1"
+            with pytest.raises(ApiError) as expired:
+                await verifier.verify(_token(key, iat=now - 700, exp=now - 100))
+            problem = expired.value
+            assert problem.status == 401 and problem.extra["type"] == "https://chaoslab.dev/problems/token-expired"
+            assert "100 s ago by this service's clock" in problem.detail and problem.extra["expired_at"] == now - 100
+            with pytest.raises(ApiError) as early:
+                await verifier.verify(_token(key, iat=now + 600, exp=now + 1500))
+            assert early.value.extra["type"] == "https://chaoslab.dev/problems/token-not-yet-valid"
+            assert "600 s in the future" in early.value.detail
+    finally:
+        await server.close()
 
 
 async def test_upstream_retries_idempotent_calls_and_opens_the_breaker() -> None:
