@@ -132,6 +132,19 @@ def service_alerts(profile: Profile) -> list[AlertRule]:
         ),
     ))
     rules.append(AlertRule(
+        alert="ClockSkew",
+        expr=slos.clock_skew(),
+        hold=profile.hold("1m"),
+        severity="ticket",
+        summary="the clock of {{ $labels.replica }} is off by {{ $value | humanizeDuration }}",
+        description=(
+            "The wall clock of {{ $labels.replica }} ({{ $labels.service }}) differs from Prometheus' by "
+            f"{{{{ $value | humanizeDuration }}}} (more than {slos.CLOCK_SKEW_THRESHOLD_S} s) for "
+            f"{profile.hold('1m')}: tokens it verifies or issues look expired or not yet valid beyond the 60 s "
+            "leeway (401 token-expired / token-not-yet-valid), and its logs' times are wrong."
+        ),
+    ))
+    rules.append(AlertRule(
         alert="BrokerDown",
         expr=slos.broker_down(grace),
         hold=profile.hold("1m"),
@@ -212,6 +225,19 @@ def messaging_alerts(profile: Profile) -> list[AlertRule]:
             description=(
                 f"{{{{ $value }}}} messages are ready in {{{{ $labels.queue }}}} and no notifications replica "
                 f"has processed a message successfully for more than {stall}."
+            ),
+        ),
+        AlertRule(
+            alert="ConsumerLagHigh",
+            expr=slos.consumer_lag_high(),
+            hold=profile.hold("1m"),
+            severity="ticket",
+            labels={"service": "notifications"},
+            summary="{{ $labels.queue }} has {{ $value }} ready messages: notifications is falling behind",
+            description=(
+                f"More than {slos.CONSUMER_LAG_THRESHOLD} order events wait in {{{{ $labels.queue }}}} for "
+                f"{profile.hold('1m')}: notifications consumes slower than orders publish (a slow, starved or "
+                "throttled consumer, a capped link). Customers get their notifications late."
             ),
         ),
     ]

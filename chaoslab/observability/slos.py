@@ -321,3 +321,21 @@ def consumer_stalled(stall_s: int) -> str:
     return (f"{queue_messages(ORDER_EVENTS_QUEUE, ready_only=True)} > 0"
             f" unless on (queue) (max by (queue) (consumer_last_success_timestamp_seconds"
             f'{{queue="{ORDER_EVENTS_QUEUE}"}}) > time() - {stall_s})')
+
+
+# Ready messages above this in the order events queue: notifications is falling behind (a slow or starved consumer,
+# a capped link). Small on purpose: the lab's rates are a few orders a second.
+CONSUMER_LAG_THRESHOLD = 20
+# A replica's wall clock off by more than this from Prometheus' (JWT verification allows 60 s: warn before that).
+CLOCK_SKEW_THRESHOLD_S = 30
+
+
+def consumer_lag_high() -> str:
+    return f"{queue_messages(ORDER_EVENTS_QUEUE, ready_only=True)} > {CONSUMER_LAG_THRESHOLD}"
+
+
+def clock_skew() -> str:
+    """Each replica's wall clock (clock_time_seconds, read at the scrape) minus the scrape's own timestamp, taken
+    by Prometheus' clock: node_exporter's NodeClockSkewDetected, per replica (a process can have its own clock)."""
+    return (f"max by (service, replica) (abs(clock_time_seconds - timestamp(clock_time_seconds)))"
+            f" > {CLOCK_SKEW_THRESHOLD_S}")

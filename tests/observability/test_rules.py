@@ -20,7 +20,7 @@ pytestmark = pytest.mark.quick
 REQUIRED_ALERTS = {
     "AvailabilityBurnRateFast", "AvailabilityBurnRateSlow", "LatencyBurnRateFast", "LatencyBurnRateSlow",
     "ServiceDown", "ReplicaDown", "PaymentsSaturated", "CircuitBreakerOpen", "OutboxBacklogGrowing",
-    "DeadLetterQueueNotEmpty", "ConsumerStalled", "BrokerDown",
+    "DeadLetterQueueNotEmpty", "ConsumerStalled", "BrokerDown", "ClockSkew", "ConsumerLagHigh",
 }
 RUNBOOK_SECTIONS = ("## What it means", "## How to check", "## How to mitigate")
 
