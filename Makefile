@@ -1,5 +1,5 @@
 # The two commands of the README's quickstart are `make demo` and `make test`; both run `setup` first.
-.PHONY: setup demo gameday test test-quick test-containers lint generate bench down clean
+.PHONY: setup demo gameday test test-quick test-containers test-netns lint generate bench down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,10 @@ test-quick: setup
 # The compose stack in podman (root; part of `make test` too): images built here, the compose experiments run in it.
 test-containers: setup
 	.venv/bin/pytest -m containers tests/containers
+
+# The isolated lab and the faults below the application (root; part of make test too).
+test-netns: setup
+	.venv/bin/pytest -m netns
 
 lint: setup
 	.venv/bin/ruff check .

@@ -18,6 +18,16 @@ command -v runc >/dev/null 2>&1 || missing+=(runc)
 [ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
 [ -x /usr/sbin/iptables ] || missing+=(iptables)
 [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+# The isolated lab and its faults below the application (chaoslab up --network isolated): stress-ng (host pressure),
+# libfaketime (a replica's own clock), libnetfilter-queue-dev and a C compiler with Python's headers (NetfilterQueue
+# is built from source: packet delay through NFQUEUE), e2fsprogs (the services' data disks), util-linux (nsenter).
+command -v stress-ng >/dev/null 2>&1 || missing+=(stress-ng)
+compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(libfaketime)
+[ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || missing+=(libnetfilter-queue-dev)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -e /usr/include/python3.11/Python.h ] || missing+=(python3.11-dev)
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
