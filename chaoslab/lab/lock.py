@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +21,8 @@ def lab_lock(paths: LabPaths, wait_s: float = WAIT_S, *, create: bool = True) ->
     if not create and not paths.state.is_dir():
         yield
         return
-    paths.state.mkdir(parents=True, exist_ok=True)
-    with open(paths.state / ".lock", "w") as handle:
+    paths.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with os.fdopen(os.open(paths.state / ".lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
         deadline = time.monotonic() + wait_s
         while True:
             try:

@@ -109,7 +109,9 @@ class LabPaths:
                      self.prometheus / "data", self.alertmanager / "data",
                      self.rabbitmq / "home", self.rabbitmq / "mnesia", self.rabbitmq / "log"):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.state.chmod(0o700)  # one made before this rule, or by hand
+            while path != self.state.parent:  # mkdir's parents (and older folders) get the umask's mode
+                path.chmod(0o700)
+                path = path.parent
 
 
 def new_run_dir(parent: Path, kind: str, name: str) -> Path:

@@ -121,11 +121,12 @@ def start_supervisord(supervisord: Path, paths: LabPaths, timeout_s: float = 30.
     env[LAB_MARKER] = str(paths.state)
     if paths.socket.exists():  # a stale socket of a supervisord that died; is_running() said nobody answers
         paths.socket.unlink()
-    with open(out, "ab") as sink:
+    with os.fdopen(os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as sink:
         proc = subprocess.Popen(
             [str(supervisord), "-c", str(paths.supervisord_conf)],
             stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
             env=env, cwd=str(paths.state), start_new_session=True,
+            umask=0o077,  # its pid file, socket and logs, and (inherited) everything the lab's programs write
         )
     client = Supervisor(paths)
     deadline = time.monotonic() + timeout_s
