@@ -107,6 +107,37 @@ def error_ratio(service: str, window: str = DEFAULT_WINDOW, configuration: Confi
     return round(float(value or 0.0), 6)
 
 
+def expect_error_ratio(service: str = "gateway", max_ratio: float = 0.01, window: str = "30s",
+                       configuration: Configuration = None) -> dict[str, Any]:
+    """The service's error ratio over `window` now, raising when it is above `max_ratio` (an expectation for a
+    method: "no errors while the fault lasts")."""
+    ratio = error_ratio(service, window, configuration)
+    if ratio > float(max_ratio):
+        raise ActivityFailed(f"{service}'s error ratio over {window} is {ratio}, above {max_ratio}")
+    return {"service": service, "window": window, "error_ratio": ratio}
+
+
+def wait_for_unready(service: str, timeout_s: float = 30.0, configuration: Configuration = None) -> dict[str, Any]:
+    """Wait until no replica of the service answers ready (e.g. a consumer noticing its broker is gone);
+    measures time_to_unready from the fault. Raises on timeout."""
+    started_wall = time.time()
+    reg = Lab.of(configuration).registry
+    with activity_errors():
+        faults.wait_until(lambda: not any(ready_replicas(reg, service).values()), float(timeout_s),
+                          f"every replica of {service} not ready")
+    return _measure("time_to_unready", _since_fault(started_wall), service=service)
+
+
+def wait_for_outbox_backlog(min_events: int = 1, timeout_s: float = 30.0,
+                            configuration: Configuration = None) -> dict[str, Any]:
+    """Wait until orders' outbox holds at least `min_events` unsent events (the broker cannot take them)."""
+    started_wall = time.time()
+    found, _ = poll(lambda: outbox_backlog(configuration) >= int(min_events), float(timeout_s), 0.5)
+    if not found:
+        raise ActivityFailed(f"orders' outbox did not reach {min_events} unsent event(s) within {timeout_s:g} s")
+    return _measure("time_to_backlog", _since_fault(started_wall), events=outbox_backlog(configuration))
+
+
 def wait_for_error_ratio(service: str = "gateway", max_ratio: float = 0.01, window: str = "10s",
                          timeout_s: float = 60.0, configuration: Configuration = None) -> dict[str, Any]:
     """Wait until the service's error ratio over `window` is back under `max_ratio`: the end of an outage as
@@ -236,10 +267,13 @@ def wait_for_notification(alert: str, status: str = "firing", timeout_s: float =
 # -- the shop, as a customer -----------------------------------------------------------------------------------
 
 def _expect(what: str, result: dict[str, Any], expect_status: int | list[int] | None,
-            max_seconds: float | None) -> dict[str, Any]:
+            max_seconds: float | None, expect_detail: str | None = None) -> dict[str, Any]:
     wanted = [expect_status] if isinstance(expect_status, int) else expect_status
     if wanted is not None and result["status"] not in wanted:
         raise ActivityFailed(f"{what} answered {result['status']}, expected {wanted}: {result.get('detail', '')}")
+    if expect_detail is not None and expect_detail not in result.get("detail", ""):
+        raise ActivityFailed(f"{what} answered {result['status']} without {expect_detail!r} in its problem: "
+                             f"{result.get('detail', '')}")
     if max_seconds is not None and result["seconds"] > max_seconds:
         raise ActivityFailed(f"{what} took {result['seconds']} s, more than {max_seconds} s")
     return result
@@ -269,19 +303,22 @@ def customer_login(expect_status: int | list[int] | None = None, max_seconds: fl
 
 
 def call_api(path: str = "/api/users/me", expect_status: int | list[int] | None = None,
-             max_seconds: float | None = None, timeout_s: float = 10.0,
+             max_seconds: float | None = None, timeout_s: float = 10.0, expect_detail: str | None = None,
              configuration: Configuration = None) -> dict[str, Any]:
     """GET a gateway path with the probe customer's token: {"status", "seconds"}."""
     with activity_errors():
         result = Lab.of(configuration).customer.call(lambda customer: customer.get(path, timeout_s=timeout_s))
-    return _expect(f"GET {path}", result, expect_status, max_seconds)
+    return _expect(f"GET {path}", result, expect_status, max_seconds, expect_detail)
 
 
 def place_order(expect_status: int | list[int] | None = None, max_seconds: float | None = None,
-                timeout_s: float = 15.0, configuration: Configuration = None) -> dict[str, Any]:
-    """Place one order through the gateway: {"status", "seconds"}; with `expect_status` / `max_seconds`, raise
-    when the answer differs or is slower (e.g. fail fast with 503 instead of hanging)."""
-    return _expect(f"POST {shop.ORDERS}", _place(Lab.of(configuration), timeout_s), expect_status, max_seconds)
+                timeout_s: float = 15.0, expect_detail: str | None = None,
+                configuration: Configuration = None) -> dict[str, Any]:
+    """Place one order through the gateway: {"status", "seconds"}; with `expect_status` / `max_seconds` /
+    `expect_detail` (a text the problem's body must hold), raise when the answer differs or is slower (e.g. fail
+    fast with 503 instead of hanging)."""
+    return _expect(f"POST {shop.ORDERS}", _place(Lab.of(configuration), timeout_s), expect_status, max_seconds,
+                   expect_detail)
 
 
 def place_orders(count: int = 5, expect_status: int | list[int] | None = 201, max_seconds: float | None = None,
@@ -444,6 +481,7 @@ __all__ = [
     "customer_session", "customer_login", "call_api", "place_order", "place_orders",
     "data_audit", "outbox_backlog", "queue_messages", "wait_for_queue_messages", "active_faults",
     "wait_for_faults_expired",
+    "expect_error_ratio", "wait_for_unready", "wait_for_outbox_backlog",
     "network_mode", "kernel_faults", "wait_for_kernel_faults_ended", "tcp_connect", "clock_offset",
     "wait_for_restart",
 ]

@@ -21,6 +21,7 @@ from typing import Any
 
 from chaoslab.chaos.lab import STATE_KEY
 from chaoslab.chaos.verdict import Verdict, compute
+from chaoslab.errors import LabError
 from chaoslab.lab import faults, registry
 from chaoslab.lab.paths import DEFAULT_RUNS_DIR, new_run_dir
 from chaoslab.load.background import BackgroundLoad
@@ -91,9 +92,24 @@ def _run_chaos(command: list[str], run_dir: Path, state_dir: Path, echo: bool) -
             raise
 
 
+ISOLATED_TAG = "isolated"
+
+
+def check_network(experiment: Path, state_dir: Path) -> None:
+    """An experiment tagged `isolated` acts below the application: refuse it, clearly, on a loopback lab."""
+    tags = json.loads(experiment.read_text()).get("tags", [])
+    mode = registry.find(state_dir).get("network", {}).get("mode", "loopback")
+    if ISOLATED_TAG in tags and mode != "isolated":
+        raise LabError(f"{experiment.stem} injects faults below the application and needs an isolated lab; the lab "
+                       f"in {state_dir} runs --network {mode}",
+                       hint=f"chaoslab down --state-dir {state_dir}, then as root: chaoslab up --network isolated "
+                            f"--state-dir {state_dir} (chaoslab up --help says what it needs)", exit_code=2)
+
+
 def run(opts: RunOptions) -> RunResult:
     state_dir = opts.state_dir.resolve()
     config = lab_configuration(state_dir, opts.variables)  # fails early when no lab runs there
+    check_network(opts.experiment, state_dir)
     run_dir = new_run_dir(opts.runs_dir, "chaos", opts.experiment.stem)
     (run_dir / "vars.json").write_text(json.dumps({"configuration": config}, indent=2) + "\n")
     (run_dir / "settings.yaml").write_text("{}\n")  # not the user's ~/.chaostoolkit settings

@@ -147,11 +147,11 @@ def _network(spec: LabSpec, record: Record) -> dict[str, Any]:
 
 
 def _bandwidth(spec: LabSpec, record: Record) -> dict[str, Any]:
-    from pyroute2 import IPRoute, NetNS
+    from chaoslab.lab.network import netlink
 
     seen = []
     for netns, link in record.objects.get("qdiscs", []):
-        with (NetNS(netns) if netns else IPRoute()) as ipr:
+        with netlink(netns or None) as ipr:
             index = ipr.link_lookup(ifname=link)[0]
             classes = {c.get("handle"): c for c in ipr.get_classes(index=index)}
             shaped = classes.get(0x10010)

@@ -24,7 +24,7 @@ from chaoslab.errors import LabError
 from chaoslab.kernel import clock, store
 from chaoslab.kernel.store import Record
 from chaoslab.lab import disks, iptables
-from chaoslab.lab.network import BROKER_HOST, CLIENTS
+from chaoslab.lab.network import BROKER_HOST, CLIENTS, netlink
 from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.programs import LAB_MARKER
 from chaoslab.lab.spec import LabSpec
@@ -232,8 +232,6 @@ def limit_bandwidth(spec: LabSpec, target: str, *, rate_kbit: int, direction: st
                     ttl_s: float = 60.0) -> Record:
     """Cap the bandwidth of `target`'s link (each replica's): "to" shapes what it receives (the host end of its
     link), "from" what it sends (its eth0). htb, since tbf alone would shape the observer's scrapes too."""
-    from pyroute2 import IPRoute, NetNS
-
     if direction not in DIRECTIONS:
         raise LabError(f"direction must be one of {', '.join(DIRECTIONS)}")
     if rate_kbit < 8:
@@ -249,12 +247,12 @@ def limit_bandwidth(spec: LabSpec, target: str, *, rate_kbit: int, direction: st
             if direction in ("to", "both"):
                 record.objects.setdefault("qdiscs", []).append(["", net.veth(host)])
                 store.save(spec, record)
-                with IPRoute() as ipr:
+                with netlink() as ipr:
                     _htb(ipr, net.veth(host), rate_kbit, port, "dport")
             if direction in ("from", "both"):
                 record.objects.setdefault("qdiscs", []).append([net.netns(host), "eth0"])
                 store.save(spec, record)
-                with NetNS(net.netns(host)) as ns:
+                with netlink(net.netns(host)) as ns:
                     _htb(ns, "eth0", rate_kbit, port, "sport")
     return record
 

@@ -41,18 +41,20 @@ def rules(spec: LabSpec) -> list[dict[str, Any]]:
 
 
 def qdiscs(spec: LabSpec) -> list[dict[str, Any]]:
-    from pyroute2 import IPRoute, NetNS, netns
+    from pyroute2 import netns
+
+    from chaoslab.lab.network import netlink
 
     net = spec.net
     found = []
-    with IPRoute() as ipr:
+    with netlink() as ipr:
         for link in ipr.get_links():
             name = link.get("ifname") or ""
             if name.startswith(net.link_prefix) and name != net.bridge:
                 found += _qdiscs_of(ipr, link["index"], "", name)
     for name in netns.listnetns():
         if name.startswith(net.netns_prefix):
-            with contextlib.suppress(Exception), NetNS(name) as ns:
+            with contextlib.suppress(Exception), netlink(name) as ns:
                 for index in ns.link_lookup(ifname="eth0"):
                     found += _qdiscs_of(ns, index, name, "eth0")
     return found

@@ -175,9 +175,9 @@ def remove_cgroup(path: str) -> None:
 
 
 def remove_qdisc(netns: str, link: str) -> None:
-    from pyroute2 import IPRoute, NetNS
+    from chaoslab.lab.network import netlink
 
-    with contextlib.suppress(Exception), (NetNS(netns) if netns else IPRoute()) as ipr:
+    with contextlib.suppress(Exception), netlink(netns or None) as ipr:
         for index in ipr.link_lookup(ifname=link):
             ipr.tc("del", index=index, root=True)
 

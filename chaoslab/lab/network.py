@@ -28,8 +28,10 @@ import ipaddress
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chaoslab.errors import LabError
 from chaoslab.lab import iptables
@@ -144,6 +146,28 @@ class NetPlan:
         return ["nsenter", f"--net={self.netns_path(host)}", "--"]
 
 
+@contextlib.contextmanager
+def netlink(netns_name: str | None = None) -> Iterator[Any]:
+    """A pyroute2 IPRoute bound to a namespace (the host's when None). Its socket is opened from a thread that
+    entered the namespace for that moment, not through pyroute2's NetNS, which forks a child: in a long-lived
+    process (chaos run, the endpoints controller) that child inherited the caller's signal handlers and ran on
+    as a copy of it."""
+    from pyroute2 import IPRoute, netns
+
+    if netns_name:
+        netns.pushns(netns_name)
+        try:
+            ipr = IPRoute()
+        finally:
+            netns.popns()
+    else:
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
 # -- checks --------------------------------------------------------------------------------------------------------
 
 def overlapping_routes(plan: NetPlan) -> list[str]:
@@ -189,7 +213,7 @@ def _ensure_bridge(plan: NetPlan) -> None:
 
 def add_host(plan: NetPlan, host: str) -> None:
     """A namespace for `host` with its address, its link on the bridge and routes through .1 (idempotent)."""
-    from pyroute2 import IPRoute, NetNS, netns
+    from pyroute2 import IPRoute, netns
 
     name, veth, peer = plan.netns(host), plan.veth(host), f"{plan.veth(host)}p"
     if name not in netns.listnetns():
@@ -203,7 +227,7 @@ def add_host(plan: NetPlan, host: str) -> None:
     with contextlib.suppress(OSError):
         Path(f"/proc/sys/net/ipv6/conf/{veth}/disable_ipv6").write_text("1")
     address = plan.address_of(host)
-    with NetNS(name) as ns:
+    with netlink(name) as ns:
         found = ns.link_lookup(ifname=peer) or ns.link_lookup(ifname="eth0")
         index = found[0]
         ns.link("set", index=index, ifname="eth0")
