@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,6 +27,9 @@ class _Strict(BaseModel):
 class LabSpec(_Strict):
     # At least this many replicas per service: the lab is scaled up when it has fewer (and back afterwards).
     replicas: dict[str, int] = Field(default_factory=dict)
+    # The network the plan's experiments need: "isolated" for faults below the application (a lab the gameday
+    # starts is started so; a running loopback lab is refused), None: whatever runs.
+    network: Literal["loopback", "isolated"] | None = None
 
 
 class LoadSpec(_Strict):

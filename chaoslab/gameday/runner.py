@@ -70,7 +70,8 @@ def run(plan: Plan, opts: Options, ui: UI) -> GamedayResult:
 def _lab(plan: Plan, opts: Options, ui: UI, result: GamedayResult) -> control.Running | None:
     ui.phase("making sure the lab is up" + (f" with {plan.lab.replicas}" if plan.lab.replicas else ""))
     try:
-        session = control.ensure_running(opts.state_dir, opts.base_port, dict(plan.lab.replicas), restore=True)
+        session = control.ensure_running(opts.state_dir, opts.base_port, dict(plan.lab.replicas), restore=True,
+                                         network_mode=plan.lab.network)
     except ChaoslabError as exc:  # could not start, or a running lab that cannot be made ready
         result.verdicts.append(Verdict("lab", "lab up and ready", False, detail=str(exc)))
         ui.note(f"[red]the lab is not usable[/]: {escape(str(exc))}")
