@@ -267,12 +267,13 @@ def wait_for_notification(alert: str, status: str = "firing", timeout_s: float =
 # -- the shop, as a customer -----------------------------------------------------------------------------------
 
 def _expect(what: str, result: dict[str, Any], expect_status: int | list[int] | None,
-            max_seconds: float | None, expect_detail: str | None = None) -> dict[str, Any]:
+            max_seconds: float | None, expect_detail: str | list[str] | None = None) -> dict[str, Any]:
     wanted = [expect_status] if isinstance(expect_status, int) else expect_status
     if wanted is not None and result["status"] not in wanted:
         raise ActivityFailed(f"{what} answered {result['status']}, expected {wanted}: {result.get('detail', '')}")
-    if expect_detail is not None and expect_detail not in result.get("detail", ""):
-        raise ActivityFailed(f"{what} answered {result['status']} without {expect_detail!r} in its problem: "
+    texts = [expect_detail] if isinstance(expect_detail, str) else expect_detail
+    if texts is not None and not any(text in result.get("detail", "") for text in texts):
+        raise ActivityFailed(f"{what} answered {result['status']} without any of {texts} in its problem: "
                              f"{result.get('detail', '')}")
     if max_seconds is not None and result["seconds"] > max_seconds:
         raise ActivityFailed(f"{what} took {result['seconds']} s, more than {max_seconds} s")
@@ -303,7 +304,8 @@ def customer_login(expect_status: int | list[int] | None = None, max_seconds: fl
 
 
 def call_api(path: str = "/api/users/me", expect_status: int | list[int] | None = None,
-             max_seconds: float | None = None, timeout_s: float = 10.0, expect_detail: str | None = None,
+             max_seconds: float | None = None, timeout_s: float = 10.0,
+             expect_detail: str | list[str] | None = None,
              configuration: Configuration = None) -> dict[str, Any]:
     """GET a gateway path with the probe customer's token: {"status", "seconds"}."""
     with activity_errors():
@@ -312,11 +314,11 @@ def call_api(path: str = "/api/users/me", expect_status: int | list[int] | None 
 
 
 def place_order(expect_status: int | list[int] | None = None, max_seconds: float | None = None,
-                timeout_s: float = 15.0, expect_detail: str | None = None,
+                timeout_s: float = 15.0, expect_detail: str | list[str] | None = None,
                 configuration: Configuration = None) -> dict[str, Any]:
     """Place one order through the gateway: {"status", "seconds"}; with `expect_status` / `max_seconds` /
-    `expect_detail` (a text the problem's body must hold), raise when the answer differs or is slower (e.g. fail
-    fast with 503 instead of hanging)."""
+    `expect_detail` (a text the problem's body must hold, or a list of which it must hold one), raise when the
+    answer differs or is slower (e.g. fail fast with 503 instead of hanging)."""
     return _expect(f"POST {shop.ORDERS}", _place(Lab.of(configuration), timeout_s), expect_status, max_seconds,
                    expect_detail)
 
@@ -444,6 +446,18 @@ def clock_offset(service: str, replica: int | str = 1, configuration: Configurat
         return round(attest.replica_clock_offset(spec, name), 1)
 
 
+def wait_for_clock_offset(service: str, offset_s: float = 0.0, replica: int | str = 1, within_s: float = 2.0,
+                          timeout_s: float = 10.0, configuration: Configuration = None) -> dict[str, Any]:
+    """Wait until the replica's clock is `offset_s` (+- `within_s`) off the real time (libfaketime reads its clock
+    file once a second: a clock set back is right a moment later). Raises on timeout."""
+    started_wall = time.time()
+    found, _ = poll(lambda: abs(clock_offset(service, replica, configuration) - float(offset_s)) <= within_s,
+                    float(timeout_s), 0.3)
+    if not found:
+        raise ActivityFailed(f"the clock of {service}-{replica} is not {offset_s:+g} s within {timeout_s:g} s")
+    return _measure("time_to_clock", _since_recovery(started_wall), service=service)
+
+
 def wait_for_restart(service: str, replica: int | str = 1, timeout_s: float = 30.0,
                      configuration: Configuration = None) -> dict[str, Any]:
     """Wait until the replica runs under a new pid and is ready (after a kill: the OOM killer's, a signal);
@@ -483,5 +497,6 @@ __all__ = [
     "wait_for_faults_expired",
     "expect_error_ratio", "wait_for_unready", "wait_for_outbox_backlog",
     "network_mode", "kernel_faults", "wait_for_kernel_faults_ended", "tcp_connect", "clock_offset",
+    "wait_for_clock_offset",
     "wait_for_restart",
 ]

@@ -5,8 +5,9 @@ Every PERIOD_S it asks each replica's /health/ready (from the host end of the br
 pods), and when the set of ready replicas of a service changed it rewrites that service's nat chain the way
 kube-proxy's iptables mode does: a connection to the service address is DNATed to one ready replica, chosen by
 `-m statistic --mode random` rules (1/n, 1/(n-1), ..., then the last), so every ready replica gets an equal share
-of new connections; a replica that is killed, paused or not ready gets none until it is ready again (connections
-already open stay where they are, as with kube-proxy). A service without a ready replica is refused at once
+of new connections; a replica that is killed, paused or not ready gets none once three probes in a row failed
+(Kubernetes' failureThreshold), until one succeeds again (connections already open stay where they are, as with
+kube-proxy; a killed replica's are reset by its kernel). A service without a ready replica is refused at once
 (TCP reset), as kube-proxy rejects a Service without endpoints, instead of a connection timing out.
 
 Each round it also ends the kernel faults whose TTL ran out (chaoslab.kernel.store), so that no fault outlives its
@@ -37,6 +38,9 @@ from chaoslab.lab.spec import LabSpec, load_spec
 
 PERIOD_S = 1.0
 PROBE_TIMEOUT_S = 1.0
+# Kubernetes' readiness defaults: out after this many failed probes in a row, back in after one success. One slow
+# answer on a busy machine must not take a replica out (seen: orders flapping in and out under load).
+FAILURE_THRESHOLD = 3
 
 Ready = dict[str, list[str]]  # service -> names of its ready replicas, in replica order
 
@@ -72,16 +76,12 @@ def apply(spec: LabSpec, ready: Ready) -> None:
     iptables.replace("filter", filter_)
 
 
-def probe(spec: LabSpec, pool: ThreadPoolExecutor) -> Ready:
-    """Each service's ready replicas, asked now (all at once)."""
+def probe(spec: LabSpec, pool: ThreadPoolExecutor) -> dict[str, bool]:
+    """Each replica's readiness, asked now (all at once): {replica: answered 200}."""
     replicas = [(s, n, name) for s in SERVICES for n, name in enumerate(spec.replica_names(s), start=1)]
     urls = [f"{spec.url(spec.ports.admin_port(s, n), spec.replica_host(s, n))}/health/ready" for s, n, _ in replicas]
     answers = list(pool.map(lambda u: http_ok(u, timeout_s=PROBE_TIMEOUT_S), urls))
-    ready: Ready = {s: [] for s in SERVICES}
-    for (service, _, name), ok in zip(replicas, answers, strict=True):
-        if ok:
-            ready[service].append(name)
-    return ready
+    return {name: ok for (_, _, name), ok in zip(replicas, answers, strict=True)}
 
 
 def _log(message: str, **fields: Any) -> None:
@@ -93,6 +93,7 @@ class Controller:
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
         self.ready: Ready | None = None
+        self.failures: dict[str, int] = {}  # consecutive failed probes per replica
         self.updated_at = 0.0
         self.installed = False
         self.lock = threading.Lock()
@@ -110,7 +111,12 @@ class Controller:
         if not self.installed:
             install_chains(spec.net)  # idempotent: after a restart of this program they are there already
             self.installed = True
-        ready = probe(spec, pool)
+        answers = probe(spec, pool)
+        for name, ok in answers.items():
+            self.failures[name] = 0 if ok else self.failures.get(name, FAILURE_THRESHOLD - 1) + 1
+        # a replica seen for the first time is in once it answers (failures start one short of the threshold)
+        ready: Ready = {s: [n for n in spec.replica_names(s) if self.failures.get(n, FAILURE_THRESHOLD) <
+                            FAILURE_THRESHOLD] for s in SERVICES}
         if ready != self.ready:
             apply(spec, ready)
             if self.ready is not None:
