@@ -29,10 +29,10 @@ from chaoslab.lab.procs import lab_processes
 ONE_EACH = {s: 1 for s in ("gateway", "auth", "users", "orders", "payments", "notifications")}
 
 
-def measure_once(base: int) -> dict[str, object]:
+def measure_once(base: int, network: str = "loopback") -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="chaoslab-bench-") as state:
         started = time.perf_counter()
-        control.up(state, base, ONE_EACH)
+        control.up(state, base, ONE_EACH, network_mode=network)
         ready_s = time.perf_counter() - started
         time.sleep(3)  # let start-up garbage settle before reading memory
         try:
@@ -67,11 +67,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--base-port", type=int, default=None)
+    parser.add_argument("--network", choices=("loopback", "isolated"), default="loopback",
+                        help="isolated (root): every replica in a namespace of its own (results: "
+                             "startup_memory_isolated.json)")
     args = parser.parse_args()
     base = args.base_port or find_free_base(26000, 30000)
     runs = []
     for i in range(args.runs):
-        result = measure_once(base)
+        result = measure_once(base, args.network)
         print(f"run {i + 1}: ready in {result['ready_s']} s, RSS {result['rss_mb']} MB, PSS {result['pss_mb']} MB "
               f"{result['pss_mb_by_kind']}")
         runs.append(result)
@@ -84,7 +87,9 @@ def main() -> None:
         "median_rss_mb": statistics.median(r["rss_mb"] for r in runs),
         "targets": {"ready_s": 15, "memory_mb": 600},
     }
-    out = Path(__file__).parent / "results" / "startup_memory.json"
+    suffix = "" if args.network == "loopback" else f"_{args.network}"
+    summary["network"] = args.network
+    out = Path(__file__).parent / "results" / f"startup_memory{suffix}.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"median: ready {summary['median_ready_s']} s, PSS {summary['median_pss_mb']} MB, "
           f"RSS {summary['median_rss_mb']} MB -> {out}")
