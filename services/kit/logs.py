@@ -7,6 +7,7 @@ out of every text, rendered exceptions included."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from typing import Any
@@ -58,11 +59,15 @@ def redact_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def setup_logging(service: str, replica: str, level: str = "info") -> structlog.stdlib.BoundLogger:
-    """Configure structlog and the stdlib root logger (libraries' records) to print the same JSON lines."""
+    """Configure structlog and the stdlib root logger (libraries' records) to print the same JSON lines. In an
+    isolated lab every line also names the replica's own address (REPLICA_ADDRESS)."""
+    address = os.environ.get("REPLICA_ADDRESS")
 
     def add_identity(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         event["service"] = service
         event["replica"] = replica
+        if address:
+            event["address"] = address
         return event
 
     shared: list[Any] = [

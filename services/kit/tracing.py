@@ -54,6 +54,7 @@ class JsonLinesSpanExporter(SpanExporter):
                 "kind": _KIND_NAMES[span.kind],
                 "service": res.get("service.name"),
                 "replica": res.get("service.instance.id"),
+                **({"address": res["host.ip"][0]} if res.get("host.ip") else {}),
                 "start_ns": span.start_time,
                 "end_ns": span.end_time,
                 "status": _STATUS_NAMES[status.status_code],
@@ -81,10 +82,12 @@ def setup_tracing(config: CommonConfig) -> TracerProvider | None:
     global _provider, _server_middleware
     if not config.instrumentation:
         return None
+    address = os.environ.get("REPLICA_ADDRESS")  # the replica's own address in an isolated lab
     resource = Resource.create({
         "service.name": config.service,
         "service.instance.id": config.replica,
         "service.namespace": "chaoslab",
+        **({"host.ip": [address]} if address else {}),
     })
     provider = TracerProvider(resource=resource, sampler=lab_sampler(config.sampler_ratio, config.traces_per_second))
     if config.otlp_endpoint:

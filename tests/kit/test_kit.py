@@ -7,6 +7,7 @@ import contextlib
 import math
 import random
 import sys
+import re
 import time
 
 import aiohttp
@@ -142,11 +143,12 @@ async def test_the_verifier_allows_a_leeway_for_clock_skew_then_names_the_clock(
                 await verifier.verify(_token(key, iat=now - 700, exp=now - 100))
             problem = expired.value
             assert problem.status == 401 and problem.extra["type"] == "https://chaoslab.dev/problems/token-expired"
-            assert "100 s ago by this service's clock" in problem.detail and problem.extra["expired_at"] == now - 100
+            assert re.search(r"expired 10[012] s ago by this service's clock", problem.detail), problem.detail
+            assert problem.extra["expired_at"] == now - 100
             with pytest.raises(ApiError) as early:
                 await verifier.verify(_token(key, iat=now + 600, exp=now + 1500))
             assert early.value.extra["type"] == "https://chaoslab.dev/problems/token-not-yet-valid"
-            assert "600 s in the future" in early.value.detail
+            assert re.search(r"issued (59[89]|600) s in the future", early.value.detail), early.value.detail
     finally:
         await server.close()
 
