@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import math
 import random
-import sys
 import re
+import sys
 import time
 
 import aiohttp
