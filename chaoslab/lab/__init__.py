@@ -7,5 +7,7 @@ Modules: ports (the port plan, from services/contract.py), paths (the state dir 
 registry.json, find a lab), compose (a compose stack's registry, found by DNS), procs (finding and ending a lab's
 processes), postgres (databases for a PostgreSQL template), faults (process faults, leftovers, restore), audit
 (the data audit), webhook (the alert receiver and its client), logs, lock, control (up, down, scale, env,
-status, ensure_running).
+status, ensure_running); the isolated network (`up --network isolated`): network (namespaces, the bridge,
+addresses, the lab's chains), iptables (the one module that runs it), endpoints (service addresses balanced over
+ready replicas; the kernel faults' TTL reaper), disks (each service's size-limited data disk).
 """
