@@ -39,6 +39,12 @@ PROBLEM_TYPES = {
     "https://chaoslab.dev/problems/login-throttled": "429: too many failed logins for this account or from this "
                                                      "client; retry after Retry-After seconds",
     "https://chaoslab.dev/problems/idempotency-key-reused": "409: this Idempotency-Key was used for another order",
+    "https://chaoslab.dev/problems/token-expired": "401: the access token expired (beyond the verifier's "
+                                                   "JWT_LEEWAY_S); refresh it",
+    "https://chaoslab.dev/problems/token-not-yet-valid": "401: the token was issued in the future by the verifier's "
+                                                         "clock (beyond JWT_LEEWAY_S): a clock is skewed",
+    "https://chaoslab.dev/problems/storage-full": "503: a service's database has no space left; nothing was "
+                                                  "written; retry after Retry-After seconds",
 }
 
 # What every answer of the gateway may be besides the operation's own: its limits and its upstreams.
@@ -81,7 +87,8 @@ class Operation:
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
                    "description": "one order per key and user: a retry with the same key and body answers the "
                                   "same order (200, Idempotent-Replayed: true)",
-                   "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[\\x21-\\x7e]+$"}}
+                   "schema": {"type": "string", "minLength": 1, "maxLength": orders.IDEMPOTENCY_KEY_MAX,
+                              "pattern": orders.IDEMPOTENCY_KEY_PATTERN}}
 ORDER_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}
 USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}
 

@@ -94,6 +94,18 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
     return value
 
 
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    """A boolean query parameter, true or false (the contract's enum); a 400 problem naming it otherwise. Anything
+    else was read as false, so all=on or all=2 silently answered one's own orders instead of everyone's."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw not in ("true", "false"):
+        raise ApiError(400, "Bad Request", f"query parameter {name} must be true or false",
+                       errors=[{"field": name, "message": "true or false", "type": "bool_parsing"}])
+    return raw == "true"
+
+
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
 MAX_OFFSET = 10**9

@@ -34,14 +34,13 @@ from services.kit.grpc_client import DEFAULT_CHANNELS, GrpcUpstream
 from services.kit.http_client import Upstream, UpstreamError
 from services.kit.outbox import OutboxRelay, outbox_entry
 from services.kit.tokens import Principal, authenticated
-from services.kit.validation import iso_utc, page, parse_body
+from services.kit.validation import iso_utc, page, parse_body, query_bool
 from services.proto import payments_pb2_grpc
 
 from . import catalogue
-from .models import OrderIn, metadata, orders, outbox
+from .models import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_RE, OrderIn, metadata, orders, outbox
 from .payments import Payments, PaymentsFailed
 
-MAX_KEY_LEN = 128
 # Stable namespaces: the order id and event id of one (user, Idempotency-Key) are the same on every replica.
 ORDER_NS = uuid.UUID("6f1c1a52-3f0e-4f5e-9a53-8c1d5a0b7e01")
 EVENT_NS = uuid.UUID("0b9f3c1e-7d4a-4c8e-b6f2-2e5d9a8c4f10")
@@ -80,9 +79,11 @@ def _idempotency_key(request: web.Request) -> str:
     if not key:
         raise ApiError(400, "Bad Request", "the Idempotency-Key header is required",
                        errors=[{"field": "Idempotency-Key", "message": "required", "type": "missing"}])
-    if len(key) > MAX_KEY_LEN or not key.isprintable():
-        raise ApiError(400, "Bad Request", f"the Idempotency-Key header must be 1..{MAX_KEY_LEN} printable characters",
-                       errors=[{"field": "Idempotency-Key", "message": "too long or not printable", "type": "value"}])
+    if len(key) > IDEMPOTENCY_KEY_MAX or not IDEMPOTENCY_KEY_RE.fullmatch(key):
+        raise ApiError(400, "Bad Request",
+                       f"the Idempotency-Key header must be 1..{IDEMPOTENCY_KEY_MAX} visible ASCII characters",
+                       errors=[{"field": "Idempotency-Key", "message": "too long or not visible ASCII",
+                                "type": "value"}])
     return key
 
 
@@ -193,7 +194,7 @@ async def list_catalogue(request: web.Request) -> web.Response:
 async def list_orders(request: web.Request) -> web.Response:
     principal: Principal = request["principal"]
     this_page = page(request)
-    show_all = request.query.get("all", "").lower() in ("1", "true", "yes")
+    show_all = query_bool(request, "all")
     if show_all and ADMIN not in principal.roles:
         raise ApiError(403, "Forbidden", "only an admin may list every order (all=true)")
     query = this_page.of(select(orders).order_by(orders.c.created_at.desc(), orders.c.id))

@@ -37,6 +37,7 @@ PRODUCTS: tuple[Product, ...] = (
     _product("SKU-FILTER", "Paper filters", 320, 350, 280),
 )
 BY_SKU: dict[str, Product] = {p.sku: p for p in PRODUCTS}
+SKUS: tuple[str, ...] = tuple(BY_SKU)
 
 
 def price(sku: str, currency: str) -> int:
