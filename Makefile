@@ -1,5 +1,5 @@
 # The two commands of the README's quickstart are `make demo` and `make test`; both run `setup` first.
-.PHONY: setup demo gameday test test-quick test-containers test-netns lint generate bench down clean
+.PHONY: setup demo gameday test test-quick test-containers test-netns test-fuzz lint generate bench down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,10 @@ test-containers: setup
 # The isolated lab and the faults below the application (root; part of make test too).
 test-netns: setup
 	.venv/bin/pytest -m netns
+
+# Schemathesis against a lab of its own, deeper than in `make test` (which runs 15 examples per operation).
+test-fuzz: setup
+	CHAOSLAB_FUZZ_EXAMPLES=200 CHAOSLAB_FUZZ_JOURNEYS=100 .venv/bin/pytest -m fuzz tests/security
 
 lint: setup
 	.venv/bin/ruff check .

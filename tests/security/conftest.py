@@ -20,7 +20,9 @@ def sec_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     state_dir = tmp_path_factory.mktemp("security-lab") / "state"
     base = reserve_base_port()
     try:
-        registry = start_lab(state_dir, base, *replica_args(), "--env", f"auth:LOGIN_BLOCK_S={LOGIN_BLOCK_S}")
+        # The fuzzer sends faster than a customer; the rate limit is not what this suite tests (tests/e2e does).
+        registry = start_lab(state_dir, base, *replica_args(), "--env", f"auth:LOGIN_BLOCK_S={LOGIN_BLOCK_S}",
+                             "--env", "gateway:RATE_LIMIT_RPS=500")
         yield registry
         stop_lab(state_dir)
     finally:
