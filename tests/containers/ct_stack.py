@@ -15,9 +15,9 @@ this machine allows (ct_podman).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
-import secrets
 import socket
 import subprocess
 import time
@@ -93,31 +93,21 @@ class Stack:
     # -- resolving the compose file -----------------------------------------------------------------------------
 
     def write_env_file(self, tag: str) -> Path:
-        """compose/.env.example with fresh secrets, this run's project name, image tag and free host ports."""
-        example = (self.repo / "compose" / ".env.example").read_text(encoding="utf-8").splitlines()
+        """compose/.env as compose/credentials.py writes it (fresh secrets), with this run's project name, image tag
+        and free host ports."""
+        credentials = _compose_credentials(self.repo)
+        example = (self.repo / "compose" / ".env.example").read_text(encoding="utf-8")
         taken: set[int] = set()
-        lines = []
-        for line in example:
-            if "=" not in line or line.lstrip().startswith("#"):
-                lines.append(line)
-                continue
-            key, value = line.split("=", 1)
-            if key == "COMPOSE_PROJECT_NAME":
-                value = self.project
-            elif key == "CHAOSLAB_TAG":
-                value = tag
-            elif key.endswith("_HOST_PORT"):
-                value = str(_free_port(taken))
-                self.host_ports[key] = int(value)
-            elif key == "BOOTSTRAP_ADMIN":
-                value = f"admin@chaoslab.local:{secrets.token_hex(8)}"
-            elif "change-me" in value:
-                value = secrets.token_hex(12)  # URL-safe: the passwords go into connection URLs
-            self.settings[key] = value
-            lines.append(f"{key}={value}")
+        overrides = {"COMPOSE_PROJECT_NAME": self.project, "CHAOSLAB_TAG": tag}
+        for line in example.splitlines():
+            key = line.split("=", 1)[0]
+            if "=" in line and not line.lstrip().startswith("#") and key.endswith("_HOST_PORT"):
+                overrides[key] = str(_free_port(taken))
+                self.host_ports[key] = int(overrides[key])
+        text, settings = credentials.render(example, overrides)
+        self.settings.update(settings)
         path = self.workdir / "compose.env"
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        path.chmod(0o600)
+        credentials.write_private(path, text)
         return path
 
     def resolve(self, env_file: Path) -> None:
@@ -252,3 +242,12 @@ class Stack:
 
     def restarts(self, container: str) -> int:
         return int(podman("inspect", container, "--format", "{{.RestartCount}}").stdout.strip() or 0)
+
+
+def _compose_credentials(repo: Path) -> Any:
+    """compose/credentials.py (a script next to the compose file, not a package) as a module."""
+    spec = importlib.util.spec_from_file_location("compose_credentials", repo / "compose" / "credentials.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
