@@ -323,6 +323,31 @@ def place_order(expect_status: int | list[int] | None = None, max_seconds: float
                    expect_detail)
 
 
+def wait_for_order_refused(status: int | list[int] = 503, expect_detail: str | list[str] | None = None,
+                           timeout_s: float = 60.0, every_s: float = 0.5,
+                           configuration: Configuration = None) -> dict[str, Any]:
+    """Place orders (one every `every_s`) until one is refused with `status` (and a problem holding
+    `expect_detail`): a fault that shows only once the service needs what it took (a full disk: SQLite writes
+    into its WAL's slack until it must grow). Measures time_to_refuse from the fault; raises on timeout, or on a
+    refusal of another kind."""
+    lab = Lab.of(configuration)
+    wanted = [status] if isinstance(status, int) else status
+    started_wall = time.time()
+    deadline = time.monotonic() + float(timeout_s)
+    accepted = 0
+    while time.monotonic() < deadline:
+        result = _place(lab, 15.0)
+        if result["status"] in wanted:
+            _expect(f"POST {shop.ORDERS}", result, wanted, None, expect_detail)
+            return _measure("time_to_refuse", _since_fault(started_wall), accepted_before=accepted)
+        if result["status"] not in (200, 201):
+            raise ActivityFailed(f"POST {shop.ORDERS} answered {result['status']}, expected 201 or {wanted}: "
+                                 f"{result.get('detail', '')}")
+        accepted += 1
+        time.sleep(float(every_s))
+    raise ActivityFailed(f"no order refused with {wanted} within {timeout_s:g} s ({accepted} accepted)")
+
+
 def place_orders(count: int = 5, expect_status: int | list[int] | None = 201, max_seconds: float | None = None,
                  timeout_s: float = 15.0, configuration: Configuration = None) -> dict[str, Any]:
     """Place `count` orders one after the other; raise at the first unexpected answer."""
@@ -492,7 +517,7 @@ __all__ = [
     "error_budget_burn_ok", "breaker_state",
     "wait_for_breaker",
     "alert_state", "wait_for_alert", "alert_notifications", "wait_for_notification",
-    "customer_session", "customer_login", "call_api", "place_order", "place_orders",
+    "customer_session", "customer_login", "call_api", "place_order", "place_orders", "wait_for_order_refused",
     "data_audit", "outbox_backlog", "queue_messages", "wait_for_queue_messages", "active_faults",
     "wait_for_faults_expired",
     "expect_error_ratio", "wait_for_unready", "wait_for_outbox_backlog",

@@ -363,13 +363,14 @@ def fill_disk(spec: LabSpec, service: str, *, leave_bytes: int = 0, ttl_s: float
         try:
             with contextlib.suppress(OSError):
                 os.posix_fallocate(fd, 0, max(0, free - 1024 * 1024))
-            chunk = b"\0" * (64 * 1024)
             os.lseek(fd, 0, os.SEEK_END)
-            while leave_bytes == 0:  # the last blocks, past what fallocate left: until ENOSPC
+            size = 64 * 1024
+            while leave_bytes == 0 and size >= 512:  # the last blocks, past what fallocate left: until ENOSPC
                 try:
-                    os.write(fd, chunk)
+                    os.write(fd, b"\0" * size)
                 except OSError:
-                    break
+                    os.fsync(fd)  # what is in flight takes its blocks now, then smaller writes take the rest
+                    size //= 2
             os.fsync(fd)
         finally:
             os.close(fd)
