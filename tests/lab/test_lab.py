@@ -23,8 +23,8 @@ from support.waiting import eventually
 
 pytestmark = pytest.mark.lab
 
-REGISTRY_KEYS = {"state_dir", "base_port", "admin_token", "gateway_url", "services", "broker", "prometheus_url",
-                 "alertmanager_url", "webhook_url", "processes"}
+REGISTRY_KEYS = {"state_dir", "base_port", "admin_token", "admin_account", "gateway_url", "network", "services",
+                 "broker", "prometheus_url", "alertmanager_url", "webhook_url", "processes"}
 INFRASTRUCTURE = {"rabbitmq", "prometheus", "alertmanager", "webhook"}
 
 
@@ -37,7 +37,9 @@ def test_status_json_is_the_registry_of_the_contract(lab: dict[str, Any]) -> Non
     assert reg["gateway_url"] == f"http://127.0.0.1:{base}"
     assert (reg["prometheus_url"], reg["alertmanager_url"], reg["webhook_url"]) == (
         f"http://127.0.0.1:{base + 20}", f"http://127.0.0.1:{base + 21}", f"http://127.0.0.1:{base + 22}")
-    assert reg["broker"] == {"amqp_url": f"amqp://guest:guest@127.0.0.1:{base + 10}/",
+    assert reg["network"] == {"mode": "loopback"}
+    assert reg["admin_account"]["email"] and len(reg["admin_account"]["password"]) >= 10
+    assert reg["broker"] == {"address": "127.0.0.1", "amqp_url": f"amqp://guest:guest@127.0.0.1:{base + 10}/",
                              "metrics_url": f"http://127.0.0.1:{base + 12}/metrics",
                              "node": f"chaoslab-{base}@localhost", "state": "RUNNING"}
     assert list(reg["services"]) == list(SERVICES)
@@ -49,7 +51,8 @@ def test_status_json_is_the_registry_of_the_contract(lab: dict[str, Any]) -> Non
         replicas = reg["services"][service]["replicas"]
         assert len(replicas) == wanted[service] >= 1
         for n, replica in enumerate(replicas, start=1):
-            assert set(replica) == {"name", "admin_url", "pid", "state", "ready"}
+            assert set(replica) == {"name", "address", "admin_url", "pid", "state", "ready"}
+            assert replica["address"] == "127.0.0.1"
             assert replica["name"] == f"{service}-{n}"
             assert replica["admin_url"] == f"http://127.0.0.1:{plan.admin_port(service, n)}"
             assert replica["state"] == "RUNNING" and replica["ready"] is True and replica["pid"] > 0
@@ -61,6 +64,7 @@ def test_status_json_is_the_registry_of_the_contract(lab: dict[str, Any]) -> Non
     assert set(on_disk) == REGISTRY_KEYS and on_disk["admin_token"] == reg["admin_token"]
     lab_json = json.loads((Path(lab["state_dir"]) / "lab.json").read_text())
     assert lab_json["admin_token"] == reg["admin_token"] and lab_json["base_port"] == base
+    assert lab_json["admin_password"] == reg["admin_account"]["password"]
 
 
 def test_every_replica_has_its_admin_token_and_ports(lab: dict[str, Any]) -> None:
