@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from chaoslab.chaos.lab import STATE_KEY
 from chaoslab.chaos.verdict import Verdict, compute
 from chaoslab.errors import LabError
 from chaoslab.lab import faults, registry
+from chaoslab.lab.lease import Holder, lease
 from chaoslab.lab.paths import DEFAULT_RUNS_DIR, new_run_dir
 from chaoslab.load.background import BackgroundLoad
 
@@ -40,6 +42,8 @@ class RunOptions:
     warmup_s: float = 10.0  # traffic before the hypothesis, so its windows hold requests
     variables: dict[str, Any] = field(default_factory=dict)
     echo: bool = False  # show chaos run's output live
+    wait_s: float = 0.0  # for the lab's lease, when another command holds it
+    on_wait: Callable[[Holder | None], None] | None = None  # told once when waiting for the lease
 
 
 @dataclass
@@ -107,9 +111,15 @@ def check_network(experiment: Path, state_dir: Path) -> None:
 
 
 def run(opts: RunOptions) -> RunResult:
+    """Run the experiment under the lab's lease (LabBusy when another command holds it past opts.wait_s)."""
     state_dir = opts.state_dir.resolve()
     config = lab_configuration(state_dir, opts.variables)  # fails early when no lab runs there
     check_network(opts.experiment, state_dir)
+    with lease(state_dir, wait_s=opts.wait_s, on_wait=opts.on_wait):
+        return _run_leased(opts, state_dir, config)
+
+
+def _run_leased(opts: RunOptions, state_dir: Path, config: dict[str, Any]) -> RunResult:
     run_dir = new_run_dir(opts.runs_dir, "chaos", opts.experiment.stem)
     (run_dir / "vars.json").write_text(json.dumps({"configuration": config}, indent=2) + "\n")
     (run_dir / "settings.yaml").write_text("{}\n")  # not the user's ~/.chaostoolkit settings

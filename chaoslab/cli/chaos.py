@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from chaoslab.cli.console import errors, fail, out
-from chaoslab.cli.options import RUNS_DIR, STATE_DIR, RunsDir, StateDir
+from chaoslab.cli.console import errors, fail, out, waiting
+from chaoslab.cli.options import RUNS_DIR, STATE_DIR, RunsDir, StateDir, Wait
+from chaoslab.lab.lease import lease
 
 app = typer.Typer()
 chaos_app = typer.Typer(
@@ -89,8 +90,10 @@ def run_command(
     var: Annotated[list[str] | None, typer.Option("--var", help="KEY=VALUE configuration override.")] = None,
     runs_dir: RunsDir = RUNS_DIR,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show chaos run's output live.")] = False,
+    wait: Wait = 0.0,
 ) -> None:
-    """Run one experiment with `chaos run` (rollbacks always), then print its verdict from the journal."""
+    """Run one experiment with `chaos run` (rollbacks always), then print its verdict from the journal. Holds the
+    lab's lease while it runs: no other command changes the lab meanwhile."""
     from chaoslab.chaos import experiments, report, runner
 
     try:
@@ -98,7 +101,7 @@ def run_command(
     except FileNotFoundError as exc:
         raise fail(str(exc)) from None
     options = runner.RunOptions(path, state_dir, runs_dir, load_scenario, load_rate, warmup,
-                                _parse_vars(var or []), verbose)
+                                _parse_vars(var or []), verbose, wait_s=wait, on_wait=waiting)
     with errors():
         result = runner.run(options)
     report.print_verdict(out, result.verdict, chaos_exit_code=result.chaos_exit_code,
@@ -114,11 +117,12 @@ def faults(
                                                          "deleted, paused replicas resumed, stopped programs "
                                                          "started.")] = False,
     service: Annotated[str | None, typer.Option(help="Only this service's replicas.")] = None,
+    wait: Wait = 0.0,
 ) -> None:
     """List the active faults across every replica: in-service faults (admin API, with their remaining TTL),
     process faults (paused or stopped programs, which have no TTL) and, in an isolated lab, the faults below the
     application with what the kernel holds for them (rules, qdiscs, cgroups, mounts, workers, clocks).
-    --clear clears them all."""
+    --clear clears them all (under the lab's lease: not while an experiment runs, unless it waits for it)."""
     from chaoslab.chaos import report
     from chaoslab.clients.admin import AdminClient, replicas_of
     from chaoslab.lab import faults as lab_faults
@@ -138,22 +142,8 @@ def faults(
 
             held = inventory.holdings(spec)
         if clear:
-            if spec.isolated:
-                from chaoslab.kernel import inventory
-
-                swept = inventory.sweep(spec)
-                out.print(f"ended {len(swept['records'])} kernel fault(s)"
-                          + "".join(f"; removed {len(v)} {k}" for k, v in swept.items() if k != "records" and v),
-                          highlight=False)
-            cleared = admin.clear_faults(targets)
-            resumed = lab_faults.resume(sv, procs["paused"])
-            started = lab_faults.start_programs(sv, procs["stopped"])
-            unreachable = [r["replica"] for r in cleared
-                           if "error" in r and r["replica"] not in procs["stopped"] + procs["paused"]]
-            out.print(f"cleared {sum(r['cleared'] for r in cleared)} fault(s)"
-                      + (f"; resumed {', '.join(resumed)}" if resumed else "")
-                      + (f"; started {', '.join(started)}" if started else "")
-                      + (f"; unreachable: {', '.join(unreachable)}" if unreachable else ""), highlight=False)
+            with lease(state_dir, wait_s=wait, on_wait=waiting):
+                _clear(spec, admin, sv, targets, procs)
             return
         listed = admin.list_faults(targets)
     if held is not None:
@@ -166,6 +156,28 @@ def faults(
         out.print(f"no active fault on {len(listed)} replica(s)")
         return
     out.print(report.faults_table(listed, procs))
+
+
+def _clear(spec: Any, admin: Any, sv: Any, targets: Any, procs: dict[str, list[str]]) -> None:
+    """End every fault: kernel faults by record and by name, in-service faults, paused and stopped programs."""
+    from chaoslab.lab import faults as lab_faults
+
+    if spec.isolated:
+        from chaoslab.kernel import inventory
+
+        swept = inventory.sweep(spec)
+        out.print(f"ended {len(swept['records'])} kernel fault(s)"
+                  + "".join(f"; removed {len(v)} {k}" for k, v in swept.items() if k != "records" and v),
+                  highlight=False)
+    cleared = admin.clear_faults(targets)
+    resumed = lab_faults.resume(sv, procs["paused"])
+    started = lab_faults.start_programs(sv, procs["stopped"])
+    unreachable = [r["replica"] for r in cleared
+                   if "error" in r and r["replica"] not in procs["stopped"] + procs["paused"]]
+    out.print(f"cleared {sum(r['cleared'] for r in cleared)} fault(s)"
+              + (f"; resumed {', '.join(resumed)}" if resumed else "")
+              + (f"; started {', '.join(started)}" if started else "")
+              + (f"; unreachable: {', '.join(unreachable)}" if unreachable else ""), highlight=False)
 
 
 app.add_typer(chaos_app, name="chaos")

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from chaoslab.errors import INTERRUPTED, ChaoslabError
+from chaoslab.lab.lease import Holder
 
 # Piped output (CI logs, tests) is not squeezed into 80 columns: tables must stay readable there.
 PIPED_WIDTH = 170
@@ -51,6 +52,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """A usage problem found by the command itself: the message on stderr, then `raise fail(...)`."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def waiting(holder: Holder | None) -> None:
+    """Said once when a command waits for the lab's lease (--wait)."""
+    who = holder.describe() if holder else "another chaoslab command"
+    err.print(f"[yellow]waiting[/] for the lab's lease, held by {escape(who)}", highlight=False, soft_wrap=True)
 
 
 def progress() -> Progress:

@@ -11,9 +11,10 @@ from typing import Annotated
 
 import typer
 
-from chaoslab.cli.console import errors, out
-from chaoslab.cli.options import RUNS_DIR, STATE_DIR, RunsDir, StartBasePort, StateDir
+from chaoslab.cli.console import errors, out, waiting
+from chaoslab.cli.options import RUNS_DIR, STATE_DIR, RunsDir, StartBasePort, StateDir, Wait
 from chaoslab.errors import FAILED, INTERRUPTED
+from chaoslab.lab.lease import lease
 
 app = typer.Typer()
 
@@ -33,6 +34,7 @@ def gameday(
                                                          "(token from $GRAFANA_TOKEN, or user:password@ in "
                                                          "the URL).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Only validate the plan and print it.")] = False,
+    wait: Wait = 0.0,
 ) -> None:
     """The lab's main job: a baseline load, then each experiment of the plan under load, judged.
 
@@ -55,7 +57,8 @@ def gameday(
         return
     options = runner.Options(state_dir=state_dir, runs_dir=runs_dir, base_port=base_port, down=down,
                              grafana_url=grafana_url, grafana_token=os.environ.get("GRAFANA_TOKEN"))
-    result = runner.run(chosen, options, ui)
+    with errors(), lease(state_dir, wait_s=wait, on_wait=waiting):  # no other command changes the lab meanwhile
+        result = runner.run(chosen, options, ui)
     verdicts = result.all_verdicts()
     ui.console.print(verdict_table(verdicts, f"gameday {chosen.name}: every verdict"))
     failed = [v for v in verdicts if not v.passed]

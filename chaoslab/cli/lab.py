@@ -12,9 +12,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from chaoslab.cli.console import RichReporter, err, errors, out, progress
-from chaoslab.cli.options import BASE_PORT, STATE_DIR, BasePort, StateDir
+from chaoslab.cli.console import RichReporter, err, errors, out, progress, waiting
+from chaoslab.cli.options import BASE_PORT, STATE_DIR, BasePort, StateDir, Wait
 from chaoslab.lab import control
+from chaoslab.lab.lease import current as current_lease
+from chaoslab.lab.lease import lease
 from chaoslab.lab.logs import follow, log_files, tail
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import SERVICES
@@ -139,14 +141,17 @@ def up(
 )
 def status(
     state_dir: StateDir = STATE_DIR,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the registry (docs/design.md) as JSON.")]
+    as_json: Annotated[bool, typer.Option("--json", help="Print the registry (docs/design.md) as JSON, plus "
+                                                         "`lease`: who holds the lab's lease, or null.")]
     = False,
 ) -> None:
-    """Show every process, every replica's ports and readiness, the broker, and the alerts that fire."""
+    """Show every process, every replica's ports and readiness, the broker, the alerts that fire, and which
+    command holds the lab's lease."""
     with errors():
         st = control.status(state_dir)
+    holder = current_lease(state_dir)
     if as_json:
-        sys.stdout.write(json.dumps(st.registry, indent=2) + "\n")
+        sys.stdout.write(json.dumps({**st.registry, "lease": holder.to_json() if holder else None}, indent=2) + "\n")
         raise typer.Exit(0)
     reg = st.registry
     if not st.running:
@@ -185,6 +190,8 @@ def status(
                   f"{network['host_address']}); service addresses: "
                   + ", ".join(f"{n} {s['address']}" for n, s in reg["services"].items()), highlight=False)
     out.print(f"broker {reg['broker']['node']}: {_state(reg['broker']['state'])}", highlight=False)
+    out.print(f"lease: held by {holder.describe()}" if holder else "lease: free (no command is changing the lab)",
+              highlight=False)
     _print_alerts(st.alerts)
     raise typer.Exit(0 if healthy else 2)
 
@@ -228,9 +235,10 @@ def scale(
     state_dir: StateDir = STATE_DIR,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for new replicas to be ready.")]
     = control.DEFAULT_TIMEOUT_S,
+    wait: Wait = 0.0,
 ) -> None:
-    """Add or remove replicas of running services."""
-    with errors(), progress() as bar:
+    """Add or remove replicas of running services (under the lab's lease)."""
+    with errors(), lease(state_dir, wait_s=wait, on_wait=waiting), progress() as bar:
         result = control.scale(state_dir, settings, timeout_s=timeout, reporter=RichReporter(bar))
     if result.added:
         out.print(f"added: {', '.join(result.added)}", highlight=False)
@@ -303,8 +311,10 @@ def env(
     state_dir: StateDir = STATE_DIR,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each restarted replica.")]
     = control.DEFAULT_TIMEOUT_S,
+    wait: Wait = 0.0,
 ) -> None:
-    """Show or change services' environment overrides; changed replicas restart one at a time."""
+    """Show or change services' environment overrides; changed replicas restart one at a time (under the lab's
+    lease)."""
     with errors():
         if not items:
             overrides = load_spec(state_dir).env
@@ -314,7 +324,7 @@ def env(
                     table.add_row("every service" if scope == "*" else scope, key, value)
             out.print(table if overrides else "no environment overrides")
             return
-        with progress() as bar:
+        with lease(state_dir, wait_s=wait, on_wait=waiting), progress() as bar:
             result = control.set_env(state_dir, items, timeout_s=timeout, reporter=RichReporter(bar))
     restarted = ", ".join(result.restarted) or "none (nothing changed)"
     out.print(f"[green]done[/]: restarted {restarted}", highlight=False)
@@ -326,12 +336,23 @@ def env(
     epilog="Examples:\n\n"
     "  chaoslab down\n\n"
     "  chaoslab down --state-dir /tmp/lab2\n\n"
-    "The state dir stays (databases, logs, spans, alerts); remove it yourself for a fresh start.",
+    "The state dir stays (databases, logs, spans, alerts); remove it yourself for a fresh start.\n\n"
+    "While another command holds the lab's lease (a gameday, a chaos run), down refuses and names it: stop that "
+    "command (Ctrl-C rolls its faults back), or end both with --force.",
 )
-def down(state_dir: StateDir = STATE_DIR) -> None:
+def down(
+    state_dir: StateDir = STATE_DIR,
+    force: Annotated[bool, typer.Option("--force", help="Stop the lab even while another command holds its "
+                                                        "lease (that command then fails).")] = False,
+    wait: Wait = 0.0,
+) -> None:
     """Stop every program of the lab, then supervisord, and make sure no process of it is left."""
     with errors():
-        result = control.down(state_dir)
+        if force or not LabPaths.of(state_dir).state.is_dir():
+            result = control.down(state_dir)
+        else:
+            with lease(state_dir, wait_s=wait, on_wait=waiting):
+                result = control.down(state_dir)
     if not result.was_running and not result.killed and not result.kernel:
         out.print(f"no lab runs in {Path(state_dir).resolve()}", highlight=False)
         return

@@ -25,3 +25,6 @@ StartBasePort = Annotated[int | None, typer.Option(
     help="Base port when a lab has to be started (default: the state dir's last lab's, else 18000).")]
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Where run directories go.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
+Wait = Annotated[float, typer.Option(
+    "--wait", metavar="SECONDS", help="When another command holds the lab's lease (chaoslab status shows who), wait "
+                                      "up to this long for it; default: refuse at once (exit 4).")]
