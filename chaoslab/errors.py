@@ -48,10 +48,15 @@ class LoadError(ChaoslabError):
     exit_code = USAGE
 
 
-class PlanError(ChaoslabError):
-    """A gameday plan cannot be read or is not valid; the message says where and why. Exit 2."""
+class DocumentError(ChaoslabError):
+    """A file a user wrote (an experiment, a plan) cannot be read, does not parse or is not valid; the message
+    names the file and, where it can, the line. Exit 2."""
 
     exit_code = USAGE
+
+
+class PlanError(DocumentError):
+    """A gameday plan cannot be read or is not valid; the message says where and why. Exit 2."""
 
 
 class ClientError(ChaoslabError):

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaoslab import documents
+from chaoslab.errors import DocumentError
 from chaoslab.lab.paths import repo_root
 
 EXTENSION_MODULES = ("chaoslab.chaos.actions", "chaoslab.chaos.probes")
@@ -24,20 +25,26 @@ def experiments_dir() -> Path:
 
 
 def all_experiments() -> list[Path]:
-    """Native experiments only: chaos/*.json (chaos/k8s/ belongs to the Kubernetes mode)."""
-    return sorted(experiments_dir().glob("*.json"))
+    """Native experiments only: chaos/*.json, *.yaml, *.yml (chaos/k8s/ belongs to the Kubernetes mode)."""
+    return sorted(p for p in experiments_dir().iterdir() if p.is_file() and p.suffix in documents.SUFFIXES)
 
 
-def resolve(name: str) -> Path:
-    """An experiment by path, or by name under chaos/ (with or without .json)."""
-    path = Path(name)
+def resolve(name: str, base: Path | None = None) -> Path:
+    """An experiment by path (relative to `base`, a plan's folder, else to the current directory), or by name
+    under chaos/ (with or without its suffix). FileNotFoundError saying where it looked."""
+    path = (base / name) if base is not None else Path(name)
     if path.is_file():
         return path.resolve()
-    candidate = experiments_dir() / (name if name.endswith(".json") else f"{name}.json")
-    if candidate.is_file():
-        return candidate
+    if Path(name).suffix in documents.SUFFIXES:
+        candidates = [experiments_dir() / name]
+    else:
+        candidates = [experiments_dir() / f"{name}{suffix}" for suffix in documents.SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
     known = ", ".join(p.stem for p in all_experiments())
-    raise FileNotFoundError(f"no experiment {name!r} (known: {known})")
+    where = f"no file {path}" if base is not None or "/" in name or Path(name).suffix else "no such file"
+    raise FileNotFoundError(f"no experiment {name!r}: {where}, and none of that name in chaos/ (known: {known})")
 
 
 @dataclass
@@ -49,7 +56,7 @@ class Summary:
 
 
 def describe(path: Path) -> Summary:
-    data = json.loads(path.read_text())
+    data = documents.load_mapping(path, "an experiment")
     return Summary(path.stem, str(data.get("title", "")), str(data.get("description", "")),
                    list(data.get("tags", [])))
 
@@ -66,9 +73,9 @@ def lint(path: Path) -> list[str]:
     """Problems `chaos validate` does not look for; empty when the experiment is fine."""
     text = path.read_text()
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return [f"not JSON: {exc}"]
+        data = documents.load_mapping(path, "an experiment")
+    except DocumentError as exc:
+        return [exc.message]
     problems = []
     if not (data.get("steady-state-hypothesis") or {}).get("probes"):
         problems.append("no steady-state hypothesis probes")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaoslab import documents
 from chaoslab.chaos.lab import STATE_KEY
 from chaoslab.chaos.verdict import Verdict, compute
 from chaoslab.errors import LabError
@@ -101,7 +102,7 @@ ISOLATED_TAG = "isolated"
 
 def check_network(experiment: Path, state_dir: Path) -> None:
     """An experiment tagged `isolated` acts below the application: refuse it, clearly, on a loopback lab."""
-    tags = json.loads(experiment.read_text()).get("tags", [])
+    tags = documents.load_mapping(experiment, "an experiment").get("tags", [])
     mode = registry.find(state_dir).get("network", {}).get("mode", "loopback")
     if ISOLATED_TAG in tags and mode != "isolated":
         raise LabError(f"{experiment.stem} injects faults below the application and needs an isolated lab; the lab "

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaoslab import documents
 from chaoslab.clients.prometheus import Prometheus
 from chaoslab.gameday import alerts, measure, verdicts
 from chaoslab.gameday.evidence import TraceEvidence
@@ -131,7 +132,7 @@ def run(index: int, spec: ExperimentSpec, ctx: Context, last: bool = False) -> E
     try:
         path = resolve(spec.experiment)
         result.path = str(path)
-        result.title = str(json.loads(path.read_text()).get("title", spec.name))
+        result.title = str(documents.load_mapping(path, "an experiment").get("title", spec.name))
         chaos = chaos_run(RunOptions(path, ctx.state_dir, ctx.runs_dir, load=None, warmup_s=0.0,
                                      variables=dict(spec.vars)))
         result.chaos_ended = time.time()

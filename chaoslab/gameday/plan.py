@@ -7,14 +7,14 @@ variable the experiment does not have, an alert no rule defines) costs a second,
 
 from __future__ import annotations
 
-import json
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from chaoslab.errors import PlanError
+from chaoslab import documents
+from chaoslab.errors import DocumentError, PlanError
 from chaoslab.lab.paths import repo_root
 
 BUILTIN = ("quick", "full")
@@ -161,14 +161,34 @@ def plan_path(name_or_path: str) -> Path:
         return plans_dir() / f"{name_or_path}.yaml"
     path = Path(name_or_path)
     if not path.is_file():
-        raise PlanError(f"no plan {name_or_path!r}: give quick, full or a YAML file")
+        raise PlanError(f"no plan {name_or_path!r}: give quick, full or a YAML or JSON file")
     return path
 
 
-def parse(data: Any, source: str = "") -> Plan:
-    """A plan from its YAML data; PlanError with every problem (path: message) when it is not valid."""
+def _relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A plan's experiment files are found from the plan's folder (then by name under chaos/), not from wherever
+    the command runs: a plan and its experiments can travel together."""
+    from chaoslab.chaos.experiments import resolve
+
+    def located(entry: Any) -> Any:
+        if not isinstance(entry, dict) or not isinstance(entry.get("experiment"), str):
+            return entry
+        try:
+            return {"name": Path(entry["experiment"]).stem, **entry,
+                    "experiment": str(resolve(entry["experiment"], base))}
+        except FileNotFoundError:
+            return entry  # reported by check(), with the name as written
+    experiments = data.get("experiments")
+    return {**data, "experiments": [located(e) for e in experiments]} if isinstance(experiments, list) else data
+
+
+def parse(data: Any, source: str = "", base: Path | None = None) -> Plan:
+    """A plan from its data; PlanError with every problem (path: message) when it is not valid. Experiment files
+    are resolved from `base` (the plan's folder)."""
     if not isinstance(data, dict):
-        raise PlanError(f"{source or 'the plan'}: a plan is a YAML mapping")
+        raise PlanError(f"{source or 'the plan'}: a plan is a mapping (keys and values)")
+    if base is not None:
+        data = _relative_to(data, base)
     try:
         plan = Plan.model_validate({**data, "source": source})
     except ValidationError as exc:
@@ -181,24 +201,27 @@ def parse(data: Any, source: str = "") -> Plan:
 
 
 def load(name_or_path: str) -> Plan:
+    """A plan by name (quick, full) or file (YAML or JSON); PlanError naming the file (and line) otherwise."""
     path = plan_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PlanError(f"cannot read the plan {path}: {exc}") from None
-    return parse(data, str(path))
+        data = documents.load(path)
+    except DocumentError as exc:
+        raise PlanError(exc.message) from None
+    return parse(data, str(path), path.resolve().parent)
 
 
 # --- checks against the project: experiments, variables, activities, alerts, scenarios ------------------------
 
-def _experiment_problems(spec: ExperimentSpec) -> list[str]:
+def _experiment_problems(spec: ExperimentSpec, base: Path | None) -> list[str]:
     from chaoslab.chaos.experiments import resolve
 
     where = f"experiments.{spec.name}"
     try:
-        data = json.loads(resolve(spec.experiment).read_text())
-    except (FileNotFoundError, ValueError) as exc:
+        data = documents.load_mapping(resolve(spec.experiment, base), "an experiment")
+    except FileNotFoundError as exc:
         return [f"{where}: {exc}"]
+    except DocumentError as exc:
+        return [f"{where}: {exc.message}"]
     problems = []
     known_vars = set(data.get("configuration") or {})
     for key in spec.vars:
@@ -215,10 +238,27 @@ def _experiment_problems(spec: ExperimentSpec) -> list[str]:
     return problems
 
 
+def _alert_problems(alert: AlertSpec, catalogue: dict[str, dict[str, set[str] | None]]) -> list[str]:
+    """An expected alert the catalogue cannot produce: an unknown name, a label its rules never carry, or a value
+    its rules never give (a typo would otherwise wait out max_time_to_detect_s for an alert that cannot come)."""
+    if alert.name not in catalogue:
+        close = difflib.get_close_matches(alert.name, catalogue, n=1)
+        return [f"no alert rule {alert.name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")]
+    known = catalogue[alert.name]
+    problems = []
+    for key, value in alert.labels.items():
+        if key not in known:
+            problems.append(f"label {key!r}: {alert.name} never carries it (it has: {', '.join(sorted(known))})")
+        elif known[key] is not None and value not in known[key]:  # type: ignore[operator]
+            problems.append(f"label {key}={value!r}: {alert.name} has {key} one of "
+                            f"{', '.join(sorted(known[key] or ()))}")
+    return problems
+
+
 def check(plan: Plan) -> list[str]:
     """Problems a schema cannot see: names that must exist in the project."""
     from chaoslab.lab.ports import SERVICES
-    from chaoslab.observability.alerts import alert_names
+    from chaoslab.observability.alerts import alert_labels
     from loadtests import scenarios
     from loadtests.thresholds import apply_overrides
 
@@ -234,12 +274,13 @@ def check(plan: Plan) -> list[str]:
         apply_overrides(scenarios.thresholds_for(scenario, params), plan.load.thresholds)
     except ValueError as exc:
         problems.append(f"load: {exc}")
-    alerts = set(alert_names())
+    catalogue = alert_labels()
+    base = Path(plan.source).resolve().parent if plan.source else None
     for spec in plan.experiments:
-        problems.extend(_experiment_problems(spec))
+        problems.extend(_experiment_problems(spec, base))
         for alert in spec.alerts:
-            if alert.name not in alerts:
-                problems.append(f"experiments.{spec.name}.alerts: no alert rule {alert.name!r}")
+            where = f"experiments.{spec.name}.alerts.{alert.name}"
+            problems.extend(f"{where}: {problem}" for problem in _alert_problems(alert, catalogue))
     if plan.scaling is not None and plan.scaling.service not in SERVICES:
         problems.append(f"scaling.service: not a service ({', '.join(SERVICES)})")
     return problems

@@ -6,6 +6,7 @@ Annotations carry template values so a notification says which service, replica 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -252,3 +253,43 @@ def alert_names() -> list[str]:
     from chaoslab.observability.profiles import STANDARD
 
     return list(dict.fromkeys(rule.alert for rule in alert_rules(STANDARD)))
+
+
+# Labels Prometheus gives every series of a scrape target (chaoslab.lab's file_sd and the Kubernetes pod labels).
+TARGET_LABELS = ("job", "instance", "service", "replica")
+_BY = re.compile(r"\bby\s*\(([^)]*)\)")
+_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
+
+
+def _grouped(expr: str) -> set[str]:
+    return {name.strip() for group in _BY.findall(expr) for name in group.split(",") if name.strip()}
+
+
+def alert_labels() -> dict[str, dict[str, set[str] | None]]:
+    """For every alert name, the labels its alerts can carry and, where the catalogue fixes them, their possible
+    values (None: any value). Read from the rules: their static labels, severity, the `by (...)` groupings of the
+    expression, and the target's labels when the expression keeps the series' own labels (no aggregation first).
+    A plan's expectation is checked against this before anything runs (chaoslab.gameday.plan.check)."""
+    from chaoslab.observability.profiles import STANDARD
+
+    found: dict[str, dict[str, set[str] | None]] = {}
+    for rule in alert_rules(STANDARD):
+        labels = found.setdefault(rule.alert, {"alertname": {rule.alert}})
+        severity = labels.setdefault("severity", set())
+        if severity is not None:
+            severity.add(rule.severity)
+        static = dict(rule.labels)
+        for key, value in static.items():
+            values = labels.setdefault(key, set())
+            if values is not None:
+                values.add(value)
+        dynamic = _grouped(rule.expr)
+        recorded = {r.record: r for r in slo_recording_rules(STANDARD)}
+        sources = [recorded[name] for name in _SELECTOR.findall(rule.expr) if name in recorded]
+        for source in sources:  # a recorded series carries its rule's labels and groupings
+            dynamic |= set(source.labels) | _grouped(source.expr)
+        if not sources and not re.match(r"\s*\(?\s*(sum|max|min|avg|count)\b", rule.expr):
+            dynamic.update(TARGET_LABELS)
+        for key in dynamic - set(static):
+            labels[key] = None
+    return found

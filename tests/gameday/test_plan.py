@@ -67,7 +67,8 @@ def test_every_mistake_is_listed_with_where_it_is() -> None:
                      "no experiment 'no-such-experiment'",
                      "experiments.payments-down.vars.outage_s: the experiment has no such configuration key",
                      "experiments.payments-down.fault_end: no method activity 'start-paymnts'",
-                     "experiments.payments-down.alerts: no alert rule 'ServiceDwn'"):
+                     "experiments.payments-down.alerts.ServiceDwn: no alert rule 'ServiceDwn' "
+                     "(did you mean 'ServiceDown'?)"):
         assert expected in text, text
 
 
@@ -100,3 +101,69 @@ def test_the_cli_refuses_a_bad_plan_with_exit_code_2_and_checks_a_good_one(chaos
     good = chaoslab_cli("gameday", "--plan", "full", "--check")
     assert good.returncode == 0, good.stderr
     assert "plan full" in good.stdout and "payments-latency" in good.stdout
+
+
+def test_alert_labels_the_catalogue_cannot_give_are_refused() -> None:
+    alerts = [{"name": "ServiceDown", "labels": {"service": "paymnets"}, "max_time_to_detect_s": 10},
+              {"name": "CircuitBreakerOpen", "labels": {"upstrem": "payments"}, "max_time_to_detect_s": 10},
+              {"name": "ServiceDown", "labels": {"service": "payments", "job": "payments"},
+               "max_time_to_detect_s": 10}]
+    with pytest.raises(plans.PlanError) as caught:
+        plans.parse(minimal(experiments=[{"experiment": "payments-down", "alerts": alerts}]), "labels.yaml")
+    text = str(caught.value)
+    assert "alerts.ServiceDown: label service='paymnets': ServiceDown has service one of auth, gateway" in text
+    assert "alerts.CircuitBreakerOpen: label 'upstrem': CircuitBreakerOpen never carries it" in text
+    assert "'job'" not in text, "a label the rule does carry was refused"
+
+
+def test_the_catalogues_labels_cover_every_alert_promtool_expects() -> None:
+    """The labels a plan may expect are read from the rules; promtool's tests (alerts/tests) fire the real rules,
+    and every label they expect on an alert must be one the catalogue says it can carry."""
+    from chaoslab.lab.paths import repo_root
+    from chaoslab.observability.alerts import alert_labels
+
+    catalogue, checked = alert_labels(), 0
+    for path in (repo_root() / "alerts" / "tests").glob("*.test.yml"):
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for case in test.get("alert_rule_test", []):
+                for alert in case.get("exp_alerts") or []:
+                    name = case["alertname"]
+                    assert set(alert.get("exp_labels", {})) <= set(catalogue[name]), (path.name, name, alert)
+                    checked += 1
+    assert checked > 10
+
+
+def test_experiment_files_are_found_from_the_plans_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chaoslab.chaos import experiments
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    source = experiments.resolve("poison-message")
+    (folder / "my-poison.yaml").write_text(yaml.safe_dump(yaml.safe_load(source.read_text())))
+    (folder / "plan.yaml").write_text(yaml.safe_dump(minimal(experiments=[{"experiment": "my-poison.yaml"}])))
+    monkeypatch.chdir(tmp_path)  # not the plan's folder
+    plan = plans.load(str(folder / "plan.yaml"))
+    assert plan.experiments[0].experiment == str(folder / "my-poison.yaml")
+    assert plan.experiments[0].name == "my-poison"
+    (folder / "plan.yaml").write_text(yaml.safe_dump(minimal(experiments=[{"experiment": "missing.yaml"}])))
+    with pytest.raises(plans.PlanError, match=f"no experiment 'missing.yaml': no file {folder / 'missing.yaml'}"):
+        plans.load(str(folder / "plan.yaml"))
+
+
+@pytest.mark.parametrize(("name", "text", "where"), [
+    ("plan.yaml", "name: x\nexperiments:\n  - experiment: poison-message\n   bad: indent\n", "plan.yaml:4:"),
+    ("plan.json", '{"name": "x",\n "experiments": [}', "plan.json:2:18: not valid JSON"),
+])
+def test_a_plan_that_does_not_parse_names_its_file_and_line(tmp_path: Path, name: str, text: str,
+                                                           where: str) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(plans.PlanError) as caught:
+        plans.load(str(tmp_path / name))
+    assert str(caught.value).startswith(str(tmp_path / where)), caught.value
+
+
+def test_a_json_plan_is_read_like_a_yaml_one(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "plan.json").write_text(json.dumps(minimal()))
+    assert plans.load(str(tmp_path / "plan.json")).experiments[0].name == "poison-message"

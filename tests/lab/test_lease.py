@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from support.waiting import eventually
 
 from chaoslab.lab import lease as leases
+from support.waiting import eventually
 
 pytestmark = pytest.mark.quick
 
