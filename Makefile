@@ -36,6 +36,7 @@ generate: setup
 	.venv/bin/python -m chaoslab.observability.generate
 	.venv/bin/python k8s/generate.py
 	.venv/bin/python -m services.openapi
+	.venv/bin/python -m chaoslab.chaos.reference
 
 bench: setup
 	.venv/bin/python bench/startup_memory.py

@@ -14,6 +14,7 @@ JSON-serialisable data.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
@@ -36,17 +37,73 @@ def _measure(name: str, seconds: float, **extra: Any) -> dict[str, Any]:
     return {"measure": name, "seconds": round(seconds, 3), **extra}
 
 
-def _since_fault(started_wall: float) -> float:
-    """Seconds from the last injected fault (or from `started_wall` when this run injected none)."""
-    return time.time() - marks.since(None, started_wall)
+@dataclass(frozen=True)
+class Measurement:
+    start: str  # a key of START: the moment the measurement counts from
+    until: str  # what ends it
+    probes: tuple[str, ...]  # the probes that measure it
 
 
-def _since_recovery(started_wall: float) -> float:
-    """Seconds from the last undoing of a fault (cleared, restarted), else from the fault, else from the start."""
-    fault, recovery = marks.last("fault"), marks.last("recovery")
-    if recovery is not None and (fault is None or recovery >= fault):
-        return time.time() - recovery
-    return time.time() - marks.since(None, started_wall)
+# The moments a measurement can count from. Actions set the marks (chaoslab.chaos.marks): every action that injects
+# a fault marks "fault" at the moment it took effect; every action that undoes one marks "recovery".
+RECOVERY_ACTIONS = ("start_service", "start_broker", "resume_replicas", "clear_faults", "purge_queue",
+                    "end_kernel_faults", "restore_lab")
+START = {
+    "fault": "the last fault this run injected (the moment its action took effect; the probe's own start when "
+             "the run injected none)",
+    "recovery": f"the last undoing of a fault ({', '.join(RECOVERY_ACTIONS)}; restore_lab only when it resumed "
+                "or started something), else the last fault, else the probe's own start",
+    "since": "the probe's `since` argument (a unix time or a mark name), else the last fault (for a resolved "
+             "notification: the last recovery, else the last fault), else the probe's own start",
+}
+
+# Every measurement a probe returns, from when and until what: one table for the code (`_measured` takes its start
+# from here) and for docs/extension.md (generated from it), so the two cannot say different things.
+MEASUREMENTS: dict[str, Measurement] = {
+    "time_to_recover": Measurement("recovery", "the service has `min_ready` (default: all) replicas ready",
+                                   ("time_to_recover",)),
+    "time_to_unready": Measurement("fault", "no replica of the service answers ready", ("wait_for_unready",)),
+    "time_to_steady": Measurement("recovery", "the service's error ratio over `window` is at most `max_ratio`",
+                                  ("wait_for_error_ratio",)),
+    "time_to_backlog": Measurement("fault", "orders' outbox holds at least `min_events` unpublished events",
+                                   ("wait_for_outbox_backlog",)),
+    "breaker_open": Measurement("fault", "a replica's breaker was seen open", ("wait_for_breaker",)),
+    "breaker_half-open": Measurement("recovery", "the breaker is half-open on every replica", ("wait_for_breaker",)),
+    "breaker_closed": Measurement("recovery", "the breaker is closed on every replica", ("wait_for_breaker",)),
+    "time_to_detect": Measurement("fault", "Prometheus reports the alert firing", ("wait_for_alert",)),
+    "time_to_pending": Measurement("fault", "Prometheus reports the alert pending", ("wait_for_alert",)),
+    "time_to_resolve": Measurement("recovery", "Prometheus reports the alert inactive", ("wait_for_alert",)),
+    "time_to_notify": Measurement("since", "the lab's webhook received Alertmanager's firing notification",
+                                  ("wait_for_notification",)),
+    "time_to_notify_resolved": Measurement("since", "the webhook received the resolved notification",
+                                           ("wait_for_notification",)),
+    "time_to_refuse": Measurement("fault", "an order is refused with the expected status",
+                                  ("wait_for_order_refused",)),
+    "time_to_queue": Measurement("fault", "the queue holds at least `min_messages` messages",
+                                 ("wait_for_queue_messages",)),
+    "fault_duration": Measurement("fault", "no fault is left active (their TTLs ran out or they were ended)",
+                                  ("wait_for_faults_expired", "wait_for_kernel_faults_ended")),
+    "time_to_clock": Measurement("recovery", "the replica's clock is within `within_s` of `offset_s`",
+                                 ("wait_for_clock_offset",)),
+    "time_to_restart": Measurement("fault", "the replica runs again under a new pid and answers ready",
+                                   ("wait_for_restart",)),
+}
+
+
+def _start(name: str, started_wall: float) -> float:
+    """The moment measurement `name` counts from (MEASUREMENTS[name].start; see START)."""
+    kind = MEASUREMENTS[name].start
+    fault = marks.since(None, started_wall)
+    if kind == "recovery":
+        recovery = marks.last("recovery")
+        if recovery is not None and (marks.last("fault") is None or recovery >= fault):
+            return recovery
+    return fault
+
+
+def _measured(name: str, started_wall: float, **extra: Any) -> dict[str, Any]:
+    """Measurement `name`, counted from its start (MEASUREMENTS) until now."""
+    return _measure(name, time.time() - _start(name, started_wall), **extra)
 
 
 # -- readiness -------------------------------------------------------------------------------------------------
@@ -72,8 +129,9 @@ def lab_ready(configuration: Configuration = None) -> bool:
 
 def time_to_recover(service: str, timeout_s: float = 30.0, min_ready: int | None = None,
                     configuration: Configuration = None) -> dict[str, Any]:
-    """Wait until the service has `min_ready` (default: all) replicas ready again; seconds from the fault.
-    Raises when it does not recover within `timeout_s`."""
+    """Wait until the service has `min_ready` (default: all) replicas ready again; measures time_to_recover (from
+    the last undoing of a fault, else the fault: see MEASUREMENTS). Raises when it does not recover within
+    `timeout_s`."""
     started_wall = time.time()
     total = len(Lab.of(configuration).replicas(service))
     wanted = total if min_ready is None else int(min_ready)
@@ -84,7 +142,7 @@ def time_to_recover(service: str, timeout_s: float = 30.0, min_ready: int | None
 
     with activity_errors():
         faults.wait_until(recovered, timeout_s, f"{wanted} ready replica(s) of {service}")
-    return _measure("time_to_recover", _since_recovery(started_wall), service=service, ready=wanted)
+    return _measured("time_to_recover", started_wall, service=service, ready=wanted)
 
 
 def broker_serving(configuration: Configuration = None) -> bool:
@@ -125,7 +183,7 @@ def wait_for_unready(service: str, timeout_s: float = 30.0, configuration: Confi
     with activity_errors():
         faults.wait_until(lambda: not any(ready_replicas(reg, service).values()), float(timeout_s),
                           f"every replica of {service} not ready")
-    return _measure("time_to_unready", _since_fault(started_wall), service=service)
+    return _measured("time_to_unready", started_wall, service=service)
 
 
 def wait_for_outbox_backlog(min_events: int = 1, timeout_s: float = 30.0,
@@ -135,7 +193,7 @@ def wait_for_outbox_backlog(min_events: int = 1, timeout_s: float = 30.0,
     found, _ = poll(lambda: outbox_backlog(configuration) >= int(min_events), float(timeout_s), 0.5)
     if not found:
         raise ActivityFailed(f"orders' outbox did not reach {min_events} unsent event(s) within {timeout_s:g} s")
-    return _measure("time_to_backlog", _since_fault(started_wall), events=outbox_backlog(configuration))
+    return _measured("time_to_backlog", started_wall, events=outbox_backlog(configuration))
 
 
 def wait_for_error_ratio(service: str = "gateway", max_ratio: float = 0.01, window: str = "10s",
@@ -150,7 +208,7 @@ def wait_for_error_ratio(service: str = "gateway", max_ratio: float = 0.01, wind
         found, _ = poll(lambda: (prom.scalar(query, empty=0.0) or 0.0) <= float(max_ratio), timeout_s, 1.0)
     if not found:
         raise ActivityFailed(f"{service}'s error ratio over {window} stayed above {max_ratio} for {timeout_s:g} s")
-    return _measure("time_to_steady", _since_recovery(started_wall), service=service)
+    return _measured("time_to_steady", started_wall, service=service)
 
 
 def latency_percentile(service: str, quantile: float = 0.99, window: str = DEFAULT_WINDOW,
@@ -203,8 +261,7 @@ def wait_for_breaker(state: str = "open", service: str = "orders", upstream: str
         found, _ = poll(lambda: prom.query(expr), timeout_s, 1.0)
     if not found:
         raise ActivityFailed(f"the {service} -> {upstream} breaker was not {state} within {timeout_s:g} s")
-    seconds = _since_fault(started_wall) if state == "open" else _since_recovery(started_wall)
-    return _measure(f"breaker_{state}", seconds, service=service, upstream=upstream)
+    return _measured(f"breaker_{state}", started_wall, service=service, upstream=upstream)
 
 
 def _received(reg: dict[str, Any], alert: str | None, status: str | None, since: float,
@@ -227,8 +284,9 @@ def alert_state(alert: str, labels: dict[str, str] | None = None, configuration:
 
 def wait_for_alert(alert: str, state: str = "firing", timeout_s: float = 60.0, labels: dict[str, str] | None = None,
                    configuration: Configuration = None) -> dict[str, Any]:
-    """Wait until the alert is `state` in Prometheus ("firing", or "inactive" once resolved).
-    Measures time_to_detect (firing) or time_to_resolve, from the last fault. Raises on timeout."""
+    """Wait until the alert is `state` in Prometheus ("firing", "pending", or "inactive" once resolved).
+    Measures time_to_detect (firing, from the last fault), time_to_pending (from the last fault) or
+    time_to_resolve (inactive, from the last undoing of the fault). Raises on timeout."""
     prom = Lab.of(configuration).prometheus
     started_wall = time.time()
     with activity_errors():
@@ -236,10 +294,8 @@ def wait_for_alert(alert: str, state: str = "firing", timeout_s: float = 60.0, l
         if not found:
             raise ActivityFailed(f"alert {alert} was not {state} within {timeout_s:g} s "
                                  f"(now {prom.alert_state(alert, labels)})")
-    if state == "firing":
-        return _measure("time_to_detect", _since_fault(started_wall), alert=alert)
-    return _measure("time_to_resolve" if state == "inactive" else f"time_to_{state}",
-                    _since_recovery(started_wall), alert=alert)
+    name = {"firing": "time_to_detect", "inactive": "time_to_resolve"}.get(state, f"time_to_{state}")
+    return _measured(name, started_wall, alert=alert)
 
 
 def alert_notifications(alert: str | None = None, status: str | None = None, since: float | str | None = None,
@@ -253,10 +309,14 @@ def alert_notifications(alert: str | None = None, status: str | None = None, sin
 def wait_for_notification(alert: str, status: str = "firing", timeout_s: float = 60.0,
                           since: float | str | None = None, labels: dict[str, str] | None = None,
                           configuration: Configuration = None) -> dict[str, Any]:
-    """Wait until Alertmanager notified the webhook of `alert` in `status` since the last fault (or `since`).
-    Measures time_to_notify (firing) or time_to_notify_resolved, from that moment. Raises on timeout."""
+    """Wait until Alertmanager notified the webhook of `alert` in `status` since `since` (default: the last
+    fault; for status "resolved" the last undoing of it). Measures time_to_notify (firing) or
+    time_to_notify_resolved, from that moment until the webhook received it. Raises on timeout."""
     reg = Lab.of(configuration).registry
-    start = marks.since(since, time.time())
+    if since is None and status == "resolved":
+        start = _start("time_to_recover", time.time())  # the last recovery, else the last fault
+    else:
+        start = marks.since(since, time.time())
     found, _ = poll(lambda: _received(reg, alert, status, start, labels), timeout_s, 1.0)
     if not found:
         raise ActivityFailed(f"no {status} notification of {alert} within {timeout_s:g} s")
@@ -339,7 +399,7 @@ def wait_for_order_refused(status: int | list[int] = 503, expect_detail: str | l
         result = _place(lab, 15.0)
         if result["status"] in wanted:
             _expect(f"POST {shop.ORDERS}", result, wanted, None, expect_detail)
-            return _measure("time_to_refuse", _since_fault(started_wall), accepted_before=accepted)
+            return _measured("time_to_refuse", started_wall, accepted_before=accepted)
         if result["status"] not in (200, 201):
             raise ActivityFailed(f"POST {shop.ORDERS} answered {result['status']}, expected 201 or {wanted}: "
                                  f"{result.get('detail', '')}")
@@ -392,7 +452,7 @@ def wait_for_queue_messages(queue: str = contract.DEAD_LETTER_QUEUE, min_message
     found, _ = poll(lambda: broker.queue_messages(reg, queue) >= min_messages, timeout_s, 0.5)
     if not found:
         raise ActivityFailed(f"{queue} did not reach {min_messages} message(s) within {timeout_s:g} s")
-    return _measure("time_to_queue", _since_fault(started_wall), queue=queue)
+    return _measured("time_to_queue", started_wall, queue=queue)
 
 
 def active_faults(service: str | None = None, configuration: Configuration = None) -> int:
@@ -411,7 +471,7 @@ def wait_for_faults_expired(service: str | None = None, timeout_s: float = 60.0,
         faults.wait_until(lambda: active_faults(service, configuration) == 0, float(timeout_s) + 5.0,
                           "every fault expired", interval_s=0.5)
     marks.mark("recovery")
-    return _measure("fault_duration", _since_fault(started_wall), service=service)
+    return _measured("fault_duration", started_wall, service=service)
 
 
 # -- below the application (an isolated lab) ------------------------------------------------------------------------
@@ -441,7 +501,7 @@ def wait_for_kernel_faults_ended(timeout_s: float = 60.0, configuration: Configu
     if not found:
         raise ActivityFailed(f"kernel faults still in place after {timeout_s:g} s")
     marks.mark("recovery")
-    return _measure("fault_duration", _since_fault(started_wall))
+    return _measured("fault_duration", started_wall)
 
 
 def tcp_connect(source: str, target: str, timeout_s: float = 2.0, expect: str | None = None,
@@ -480,7 +540,7 @@ def wait_for_clock_offset(service: str, offset_s: float = 0.0, replica: int | st
                     float(timeout_s), 0.3)
     if not found:
         raise ActivityFailed(f"the clock of {service}-{replica} is not {offset_s:+g} s within {timeout_s:g} s")
-    return _measure("time_to_clock", _since_recovery(started_wall), service=service)
+    return _measured("time_to_clock", started_wall, service=service)
 
 
 def wait_for_restart(service: str, replica: int | str = 1, timeout_s: float = 30.0,
@@ -508,7 +568,7 @@ def wait_for_restart(service: str, replica: int | str = 1, timeout_s: float = 30
 
     with activity_errors():
         faults.wait_until(restarted, float(timeout_s), f"{name} running again under a new pid and ready")
-    return _measure("time_to_restart", _since_fault(started_wall), replica=name)
+    return _measured("time_to_restart", started_wall, replica=name)
 
 
 __all__ = [
