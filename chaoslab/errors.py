@@ -48,6 +48,13 @@ class LoadError(ChaoslabError):
     exit_code = USAGE
 
 
+class UsageError(ChaoslabError):
+    """What was asked cannot be done as asked (an unknown --var, a function the extension does not have); nothing
+    ran. Exit 2."""
+
+    exit_code = USAGE
+
+
 class DocumentError(ChaoslabError):
     """A file a user wrote (an experiment, a plan) cannot be read, does not parse or is not valid; the message
     names the file and, where it can, the line. Exit 2."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
 from dataclasses import dataclass
@@ -97,4 +98,18 @@ def lint(path: Path) -> list[str]:
         module = provider.get("module")
         if module in exported and provider.get("func") not in exported[module]:
             problems.append(f"{activity.get('name')}: {module}.{provider.get('func')} is not exported")
+    return problems
+
+
+def unknown_variables(data: dict[str, Any], variables: dict[str, Any]) -> dict[str, str]:
+    """For each of `variables` (--var, a plan's vars) that the experiment's configuration does not have, what is
+    wrong with it: a typo would be ignored by chaos run, and the default would silently apply."""
+    known = set(data.get("configuration") or {})
+    problems = {}
+    for key in variables:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            problems[key] = ("the experiment has no such configuration key"
+                             + (f" (did you mean {close[0]}?)" if close else "")
+                             + f"; it has: {', '.join(sorted(known))}")
     return problems

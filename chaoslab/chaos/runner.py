@@ -23,7 +23,7 @@ from typing import Any
 from chaoslab import documents
 from chaoslab.chaos.lab import STATE_KEY
 from chaoslab.chaos.verdict import Verdict, compute
-from chaoslab.errors import LabError
+from chaoslab.errors import INTERRUPTED, LabError, UsageError
 from chaoslab.lab import faults, registry
 from chaoslab.lab.lease import Holder, lease
 from chaoslab.lab.paths import DEFAULT_RUNS_DIR, new_run_dir
@@ -54,6 +54,7 @@ class RunResult:
     verdict: Verdict
     load_summary: dict[str, Any] | None = None
     leftovers: dict[str, list[str]] = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C: chaos run was stopped, its rollbacks ran (the verdict says which)
 
 
 def chaos_bin() -> str:
@@ -111,9 +112,27 @@ def check_network(experiment: Path, state_dir: Path) -> None:
                             f"--state-dir {state_dir} (chaoslab up --help says what it needs)", exit_code=2)
 
 
+def check_experiment(experiment: Path, variables: dict[str, Any]) -> list[str]:
+    """Problems that would stop `chaos run` before anything runs, found first so that they are said plainly:
+    DocumentError when the file does not parse, UsageError for a function the extension does not export or a
+    --var the experiment does not have. Returns the lesser problems (chaoslab chaos validate's) as warnings."""
+    from chaoslab.chaos.experiments import lint, unknown_variables
+
+    data = documents.load_mapping(experiment, "an experiment")
+    problems = lint(experiment)
+    fatal = [p for p in problems if p.endswith("is not exported")]
+    fatal += [f"--var {key}: {problem}" for key, problem in unknown_variables(data, variables).items()]
+    if fatal:
+        raise UsageError(f"{experiment.name} cannot run:\n  " + "\n  ".join(fatal),
+                         hint="chaoslab chaos validate <experiment> checks an experiment; docs/extension.md lists "
+                              "every action and probe with its arguments")
+    return problems
+
+
 def run(opts: RunOptions) -> RunResult:
     """Run the experiment under the lab's lease (LabBusy when another command holds it past opts.wait_s)."""
     state_dir = opts.state_dir.resolve()
+    check_experiment(opts.experiment, opts.variables)
     config = lab_configuration(state_dir, opts.variables)  # fails early when no lab runs there
     check_network(opts.experiment, state_dir)
     with lease(state_dir, wait_s=opts.wait_s, on_wait=opts.on_wait):
@@ -126,12 +145,15 @@ def _run_leased(opts: RunOptions, state_dir: Path, config: dict[str, Any]) -> Ru
     (run_dir / "settings.yaml").write_text("{}\n")  # not the user's ~/.chaostoolkit settings
 
     load = BackgroundLoad(opts.load, state_dir, run_dir, rate=opts.load_rate) if opts.load else None
+    code, interrupted = INTERRUPTED, False
     try:
         if load is not None:
             load.start()
             if opts.warmup_s > 0:
                 time.sleep(opts.warmup_s)
         code = _run_chaos(chaos_command(opts.experiment, run_dir), run_dir, state_dir, opts.echo)
+    except KeyboardInterrupt:
+        interrupted = True  # chaos run got the SIGINT and played its rollbacks; judge what it left
     finally:
         if load is not None:
             load.stop()
@@ -141,7 +163,10 @@ def _run_leased(opts: RunOptions, state_dir: Path, config: dict[str, Any]) -> Ru
         if left:
             faults.restore(reg, sv)
 
-    verdict = judge(run_dir / "journal.json")
+    verdict = judge(run_dir / "journal.json", run_dir / "chaos.out")
+    if interrupted:
+        verdict.failures.insert(0, "interrupted (Ctrl-C): chaos run stopped and played its rollbacks")
+        verdict.passed = False
     for name in safeguards_triggered(run_dir / "chaostoolkit.log"):
         verdict.failures.append(f"safeguard {name!r} aborted the run (the error budget burned too fast)")
         verdict.passed = False
@@ -150,9 +175,10 @@ def _run_leased(opts: RunOptions, state_dir: Path, config: dict[str, Any]) -> Ru
                                 + "; ".join(f"{k}: {', '.join(v)}" for k, v in left.items()))
         verdict.passed = False
     summary = load.summary() if load is not None else None
-    result = RunResult(run_dir, code, verdict, summary, left)
+    result = RunResult(run_dir, code, verdict, summary, left, interrupted)
     (run_dir / "verdict.json").write_text(json.dumps(
-        {"chaos_exit_code": code, "load": summary, "leftovers": left, **verdict.to_json()}, indent=2) + "\n")
+        {"chaos_exit_code": code, "load": summary, "leftovers": left, "interrupted": interrupted,
+         **verdict.to_json()}, indent=2) + "\n")
     return result
 
 
@@ -164,11 +190,38 @@ def safeguards_triggered(log: Path) -> list[str]:
     return sorted(set(SAFEGUARD_LINE.findall(text)))
 
 
-def judge(journal_path: Path) -> Verdict:
+# chaostoolkit's console lines: "[2026-12-04 21:14:12 ERROR] message", possibly in colour
+LOG_LINE = re.compile(r"^(?:\x1b\[[0-9;]*m)?\[[0-9-]+ [0-9:]+ (?P<level>[A-Z]+)\] (?:\[[^\]]*\] )?(?P<text>.*?)"
+                      r"(?:\x1b\[[0-9;]*m)?$")
+
+
+def chaos_errors_of(text: str, limit: int = 5) -> list[str]:
+    """The ERROR and CRITICAL lines in chaos's output."""
+    found = [m.group("text") for m in map(LOG_LINE.match, text.splitlines())
+             if m and m.group("level") in ("ERROR", "CRITICAL")]
+    return list(dict.fromkeys(found))[-limit:]
+
+
+def chaos_errors(output: Path, limit: int = 5) -> list[str]:
+    """The ERROR and CRITICAL lines chaos run printed to `output` (why it stopped when it wrote no journal)."""
+    try:
+        return chaos_errors_of(output.read_text(errors="replace"), limit)
+    except OSError:
+        return []
+
+
+def judge(journal_path: Path, output: Path | None = None) -> Verdict:
+    """The verdict of a journal; without one, a failed verdict saying why chaos run wrote none (from its output,
+    chaos.out of the run directory, when given)."""
     try:
         journal = json.loads(journal_path.read_text())
     except (OSError, ValueError) as exc:
         verdict = Verdict(title="?", status="missing", deviated=False, passed=False)
-        verdict.failures.append(f"no journal to judge ({journal_path.name}: {exc.__class__.__name__})")
+        causes = chaos_errors(output) if output is not None else []
+        if causes:
+            verdict.failures.extend(f"chaos run stopped before the experiment ran: {c}" for c in causes)
+        else:
+            verdict.failures.append(f"no journal to judge ({journal_path}: {exc.__class__.__name__}); chaos run's "
+                                    f"output is in {output or 'its run directory'}")
         return verdict
     return compute(journal)
