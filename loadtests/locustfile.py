@@ -54,6 +54,9 @@ def add_arguments(parser: Any) -> None:
                        help="requests/s for the rate scenario (0: its default)")
     parser.add_argument("--mix", env_var="LOCUST_MIX", default="",
                        help=f"journey mix, one of {', '.join(scenarios.MIXES)} (empty: the scenario's)")
+    parser.add_argument("--custom-users", env_var="LOCUST_CUSTOM_USERS", default="", include_in_web_ui=False,
+                       help="with --mix custom: the user classes of your locustfile to run, separated by ',' "
+                            "(empty: all of them)")
     parser.add_argument("--thresholds", env_var="LOCUST_THRESHOLDS", default="",
                        help="threshold overrides separated by ';', e.g. 'p95=300;error_ratio=0.02'")
     parser.add_argument("--summary-file", env_var="LOCUST_SUMMARY_FILE", default="", include_in_web_ui=False,
@@ -70,8 +73,9 @@ class RunPlan:
     def __init__(self, options: Any) -> None:
         self.scenario = scenarios.get(options.scenario) if options.scenario else None
         self.mix = options.mix or (self.scenario.mix if self.scenario else scenarios.MIX_SHOP)
-        if self.mix not in MIX_CLASSES:
+        if self.mix not in MIX_CLASSES and self.mix != scenarios.MIX_CUSTOM:
             raise ValueError(f"unknown mix {self.mix!r}; known: {', '.join(scenarios.MIXES)}")
+        self.custom_users = [n.strip() for n in (getattr(options, "custom_users", "") or "").split(",") if n.strip()]
         self.params: scenarios.Params | None = None
         self.stages: list[shapes.Stage] = []
         self.thresholds = None
@@ -178,10 +182,29 @@ def on_init(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return  # the master decides which users run and serves the metrics
     # Only the master's dispatcher picks classes; workers keep all of them so any class it sends exists there.
-    environment.user_classes[:] = MIX_CLASSES[PLAN.mix]
+    if PLAN.mix == scenarios.MIX_CUSTOM:
+        try:
+            environment.user_classes[:] = custom_user_classes(environment.user_classes, PLAN.custom_users)
+        except ValueError as exc:
+            _fail(environment, f"chaoslab load: {exc}")
+            return
+    else:
+        environment.user_classes[:] = MIX_CLASSES[PLAN.mix]
     if PLAN.scenario is not None and PLAN.scenario.every_journey and PLAN.mix == scenarios.MIX_SHOP:
         AdminUser.fixed_count = 1  # a 3-user smoke run still exercises the admin journey
     exporter.start(environment, options.metrics_host, options.metrics_port, _run_labels)
+
+
+def custom_user_classes(found: list[type], wanted: list[str]) -> list[type]:
+    """The user classes of a user's own locustfile: every class Locust found that is not chaoslab's own journeys
+    (`wanted` names pick some of them). ValueError when there are none or a wanted one is missing."""
+    theirs = {c.__name__: c for c in found if not c.__module__.startswith("loadtests")}
+    if not theirs:
+        raise ValueError("your locustfile defines no User class (subclass locust.HttpUser)")
+    missing = [name for name in wanted if name not in theirs]
+    if missing:
+        raise ValueError(f"no user class {', '.join(missing)} in your locustfile (it has: {', '.join(theirs)})")
+    return [theirs[name] for name in wanted] if wanted else list(theirs.values())
 
 
 def _run_labels() -> tuple[str, str]:

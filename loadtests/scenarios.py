@@ -19,6 +19,9 @@ MIX_SHOP = "shop"  # shoppers and one admin persona, with think time
 MIX_RATE = "rate"  # shoppers paced to a constant request rate (one request per iteration)
 MIX_ORDERS = "orders"  # POST /api/orders back to back: the path that saturates payments (scale-test)
 MIXES = (MIX_SHOP, MIX_RATE, MIX_ORDERS)
+# The user classes of a user's own locustfile (loadtests/with_your_users.py loads it next to the scenarios):
+# their journeys, our shapes, thresholds, exporter and summary.
+MIX_CUSTOM = "custom"
 
 # A sign-up or login is an argon2 hash (tens of ms of CPU on auth's thread pool) and users sign up in bursts when
 # a shape adds them, so the auth routes get their own limits; everything else is a few database and HTTP hops.

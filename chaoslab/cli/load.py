@@ -29,7 +29,9 @@ def _usage(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 SCENARIO_LIST = "; ".join(f"{s.name}: {s.summary}" for s in scenarios.SCENARIOS.values())
 
 
-@app.command("load", epilog=f"Scenarios: {SCENARIO_LIST}.")
+@app.command("load", epilog=f"Scenarios: {SCENARIO_LIST}.\n\nExamples:\n\n  chaoslab load smoke\n\n"
+             "  chaoslab load rate --rate 25 --duration 2m\n\n"
+             "  chaoslab load ramp --locustfile my_locustfile.py --user-class CheckoutUser")
 def load(
     scenario: Annotated[str, typer.Argument(help=f"One of: {', '.join(scenarios.SCENARIOS)}.", show_default=False)],
     users: Annotated[int | None, typer.Option("--users", "-u", help="Peak users (default: the scenario's).")] = None,
@@ -46,6 +48,11 @@ def load(
     threshold: Annotated[list[str] | None, typer.Option("--threshold", "-t", help=f"Override: {OVERRIDE_HELP}.")]
     = None,
     mix: Annotated[str | None, typer.Option(help=f"Journey mix: {', '.join(scenarios.MIXES)}.")] = None,
+    locustfile: Annotated[Path | None, typer.Option(
+        "--locustfile", "-f", help="Your own locustfile: its user classes run instead of chaoslab's journeys, "
+                                   "with the scenario's shape, thresholds, metrics and reports.")] = None,
+    user_class: Annotated[list[str] | None, typer.Option(
+        "--user-class", help="With --locustfile: run only this class of it (repeatable; default: all).")] = None,
     state_dir: StateDir = STATE_DIR,
 ) -> None:
     """Run a load scenario against the lab's gateway (or --host) and judge it against its thresholds.
@@ -66,6 +73,13 @@ def load(
         params = _usage(chosen.params, users, duration_s, rate)
         if mix is not None and mix not in scenarios.MIXES:
             raise LoadError(f"unknown mix {mix!r}; known: {', '.join(scenarios.MIXES)}")
+        if user_class and locustfile is None:
+            raise LoadError("--user-class picks classes of your --locustfile; give the file too")
+        if locustfile is not None:
+            if mix is not None:
+                raise LoadError("--mix chooses among chaoslab's journeys; with --locustfile your classes run")
+            locustfile = runner.check_locustfile(locustfile, user_class or [])
+            mix = scenarios.MIX_CUSTOM
         _usage(apply_overrides, scenarios.thresholds_for(chosen, params, mix), threshold or [])
         if workers < 0:
             raise LoadError(f"--workers must be 0 or more, not {workers}")
@@ -73,8 +87,11 @@ def load(
         directory = run_dir or new_run_dir(DEFAULT_RUNS_DIR, "load", chosen.name)
         req = runner.LoadRequest(scenario=chosen.name, target=target, run_dir=directory, users=users,
                                  duration_s=duration_s, rate=rate, mix=mix, thresholds=threshold or [], ui=ui,
-                                 workers=workers)
+                                 workers=workers, locustfile=locustfile, user_classes=tuple(user_class or ()))
         _print_plan(chosen, params, target.host, directory, target.metrics_port, target.registry is not None, ui)
+        if locustfile is not None:
+            out.print(f"  users: {', '.join(user_class or []) or 'every user class'} of {locustfile}",
+                      highlight=False)
         metrics_url = f"http://127.0.0.1:{target.metrics_port}/metrics"
         if ui:
             outcome = runner.run(req, params.duration_s, on_started=lambda url: out.print(

@@ -15,6 +15,7 @@ from rich.console import Console
 from chaoslab.errors import LoadError
 from chaoslab.gameday.plan import LoadSpec
 from chaoslab.load.background import BackgroundLoad
+from loadtests import scenarios
 
 
 @dataclass
@@ -48,7 +49,9 @@ def baseline(spec: LoadSpec, state_dir: Path, run_dir: Path, console: Console) -
     try:
         target = resolve(state_dir, None)
         request = runner.LoadRequest(scenario=spec.scenario, target=target, run_dir=run_dir, users=spec.users,
-                                     duration_s=spec.baseline_s, rate=spec.rate, thresholds=list(spec.thresholds))
+                                     duration_s=spec.baseline_s, rate=spec.rate, thresholds=list(spec.thresholds),
+                                     mix=scenarios.MIX_CUSTOM if spec.locustfile else None,
+                                     locustfile=spec.locustfile_path, user_classes=tuple(spec.user_classes))
         with LiveView(console, f"baseline ({spec.scenario})", spec.baseline_s,
                       f"http://127.0.0.1:{target.metrics_port}/metrics") as view:
             outcome = runner.run(request, spec.baseline_s, on_tick=view.tick)
@@ -67,7 +70,8 @@ class Background:
 
     def __init__(self, spec: LoadSpec, state_dir: Path, run_dir: Path) -> None:
         self.load = BackgroundLoad(spec.scenario, state_dir, run_dir.parent, rate=spec.rate, users=spec.users,
-                                   reports=run_dir)
+                                   reports=run_dir, locustfile=spec.locustfile_path,
+                                   user_classes=tuple(spec.user_classes))
         self.phase = LoadPhase("under the experiments", spec.scenario, time.time(), str(run_dir))
 
     def start(self) -> None:

@@ -39,6 +39,13 @@ class LoadSpec(_Strict):
     baseline_s: float = Field(30.0, gt=0)  # the baseline run, judged by the scenario's thresholds
     warmup_s: float = Field(10.0, ge=0)  # background load before the first experiment (sign-ups, windows fill)
     thresholds: list[str] = Field(default_factory=list)  # `chaoslab load --threshold` overrides for the baseline
+    # Your own locustfile (relative to the plan): its user classes instead of chaoslab's journeys
+    locustfile: str | None = None
+    user_classes: list[str] = Field(default_factory=list)  # some of its classes (default: all)
+
+    @property
+    def locustfile_path(self) -> Path | None:
+        return Path(self.locustfile) if self.locustfile else None
 
 
 class AlertSpec(_Strict):
@@ -179,7 +186,12 @@ def _relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
         except FileNotFoundError:
             return entry  # reported by check(), with the name as written
     experiments = data.get("experiments")
-    return {**data, "experiments": [located(e) for e in experiments]} if isinstance(experiments, list) else data
+    if isinstance(experiments, list):
+        data = {**data, "experiments": [located(e) for e in experiments]}
+    load = data.get("load")
+    if isinstance(load, dict) and isinstance(load.get("locustfile"), str):
+        data = {**data, "load": {**load, "locustfile": str((base / load["locustfile"]).resolve())}}
+    return data
 
 
 def parse(data: Any, source: str = "", base: Path | None = None) -> Plan:
@@ -213,7 +225,7 @@ def load(name_or_path: str) -> Plan:
 # --- checks against the project: experiments, variables, activities, alerts, scenarios ------------------------
 
 def _experiment_problems(spec: ExperimentSpec, base: Path | None) -> list[str]:
-    from chaoslab.chaos.experiments import resolve
+    from chaoslab.chaos.experiments import resolve, unknown_variables
 
     where = f"experiments.{spec.name}"
     try:
@@ -222,12 +234,7 @@ def _experiment_problems(spec: ExperimentSpec, base: Path | None) -> list[str]:
         return [f"{where}: {exc}"]
     except DocumentError as exc:
         return [f"{where}: {exc.message}"]
-    problems = []
-    known_vars = set(data.get("configuration") or {})
-    for key in spec.vars:
-        if key not in known_vars:
-            problems.append(f"{where}.vars.{key}: the experiment has no such configuration key "
-                            f"(it has: {', '.join(sorted(known_vars))})")
+    problems = [f"{where}.vars.{key}: {problem}" for key, problem in unknown_variables(data, spec.vars).items()]
     method = [a.get("name") for a in data.get("method", [])]
     for field in ("fault_start", "fault_end"):
         name = getattr(spec, field)
@@ -274,6 +281,16 @@ def check(plan: Plan) -> list[str]:
         apply_overrides(scenarios.thresholds_for(scenario, params), plan.load.thresholds)
     except ValueError as exc:
         problems.append(f"load: {exc}")
+    if plan.load.locustfile_path is not None:
+        from chaoslab.errors import LoadError
+        from chaoslab.load.runner import check_locustfile
+
+        try:
+            check_locustfile(plan.load.locustfile_path, plan.load.user_classes)
+        except LoadError as exc:
+            problems.append(f"load.locustfile: {exc.message}")
+    elif plan.load.user_classes:
+        problems.append("load.user_classes: these pick classes of load.locustfile; name the file too")
     catalogue = alert_labels()
     base = Path(plan.source).resolve().parent if plan.source else None
     for spec in plan.experiments:

@@ -34,13 +34,16 @@ class BackgroundLoad:
 
     def __init__(self, scenario: str, state_dir: Path, run_dir: Path, *, rate: float | None = None,
                  users: int | None = None, thresholds: list[str] | None = None,
-                 reports: Path | None = None) -> None:
+                 reports: Path | None = None, locustfile: Path | None = None,
+                 user_classes: tuple[str, ...] = ()) -> None:
         self.scenario = scenario
         self.state_dir = state_dir
         self.run_dir = run_dir
         self.rate = rate
         self.users = users
         self.thresholds = list(thresholds or [])
+        self.locustfile = locustfile  # a user's own (chaoslab.load.runner.LoadRequest.locustfile)
+        self.user_classes = user_classes
         self.builtin = scenario in BUILTIN
         self._reports = reports
         self.engine = "builtin" if self.builtin else "locust"
@@ -74,7 +77,8 @@ class BackgroundLoad:
         self.metrics_url = f"http://127.0.0.1:{target.metrics_port}/metrics"
         self._locust = Locust(LoadRequest(scenario=self.scenario, target=target, run_dir=self.output,
                                           users=self.users, duration_s=LONGER_THAN_ANY_RUN_S, rate=self.rate,
-                                          thresholds=self.thresholds))
+                                          thresholds=self.thresholds, locustfile=self.locustfile,
+                                          user_classes=self.user_classes))
         master = self._locust.start()
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -8,6 +8,7 @@ The locustfile writes summary.json (totals, per-stage windows, threshold checks)
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -23,9 +24,12 @@ from typing import IO, Any
 import loadtests
 from chaoslab.errors import RUN_FAILED, LoadError
 from chaoslab.load.target import Target, free_port
+from loadtests import scenarios
 
 # The locustfile of the installed loadtests package (plain Locust: compose and Kubernetes run the same file).
 LOCUSTFILE = Path(loadtests.__file__).with_name("locustfile.py")
+# The same scenarios for a user's own locustfile, loaded next to it (loadtests/with_your_users.py says why).
+WITH_YOUR_USERS = Path(loadtests.__file__).with_name("with_your_users.py")
 SUMMARY = "summary.json"
 CSV_PREFIX = "locust"  # locust_stats.csv, locust_stats_history.csv, locust_failures.csv, locust_exceptions.csv
 HTML = "report.html"
@@ -47,6 +51,14 @@ class LoadRequest:
     thresholds: list[str] = field(default_factory=list)
     ui: bool = False
     workers: int = 0
+    locustfile: Path | None = None  # a user's own locustfile: its user classes instead of chaoslab's journeys
+    user_classes: tuple[str, ...] = ()  # some of them (default: all)
+
+    def locustfiles(self) -> str:
+        """Locust's -f: chaoslab's locustfile, or the scenarios next to the user's own file."""
+        if self.locustfile is None:
+            return str(LOCUSTFILE)
+        return f"{WITH_YOUR_USERS},{self.locustfile.resolve()}"
 
 
 @dataclass
@@ -69,7 +81,7 @@ def locust_args(req: LoadRequest, *, master_port: int | None = None, web_port: i
     """The standalone (or master) Locust command line of a request."""
     run_dir = req.run_dir.resolve()
     args = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", req.target.host,
+        sys.executable, "-m", "locust", "-f", req.locustfiles(), "--host", req.target.host,
         "--scenario", req.scenario,
         "--summary-file", str(run_dir / SUMMARY),
         "--metrics-host", "127.0.0.1", "--metrics-port", str(req.target.metrics_port),
@@ -82,7 +94,11 @@ def locust_args(req: LoadRequest, *, master_port: int | None = None, web_port: i
         args += ["--duration", f"{req.duration_s:g}s"]
     if req.rate is not None:
         args += ["--rate", f"{req.rate:g}"]
-    if req.mix:
+    if req.locustfile is not None:
+        args += ["--mix", scenarios.MIX_CUSTOM]
+        if req.user_classes:
+            args += ["--custom-users", ",".join(req.user_classes)]
+    elif req.mix:
         args += ["--mix", req.mix]
     if req.thresholds:
         args += ["--thresholds", ";".join(req.thresholds)]
@@ -97,10 +113,33 @@ def locust_args(req: LoadRequest, *, master_port: int | None = None, web_port: i
     return args
 
 
-def worker_args(master_port: int) -> list[str]:
+def worker_args(master_port: int, req: LoadRequest) -> list[str]:
     # Workers get the scenario's options from the master with each spawn message.
-    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
+    return [sys.executable, "-m", "locust", "-f", req.locustfiles(), "--worker",
             "--master-host", "127.0.0.1", "--master-port", str(master_port), "--loglevel", "INFO"]
+
+
+def check_locustfile(path: Path, user_classes: tuple[str, ...] | list[str] = ()) -> Path:
+    """A user's locustfile, checked before Locust starts (without importing it: Locust patches the standard
+    library with gevent at import): it exists, is Python that parses, and defines the classes asked for.
+    LoadError (exit 2) saying what is wrong; the resolved path otherwise."""
+    if not path.is_file():
+        raise LoadError(f"no locustfile {path}")
+    if path.suffix != ".py":
+        raise LoadError(f"{path}: a locustfile is a Python file (.py)")
+    if path.stem in ("with_your_users", "locust"):
+        raise LoadError(f"{path}: rename it (Locust imports files by their name, and {path.name} is taken)")
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    except SyntaxError as exc:
+        raise LoadError(f"{path}:{exc.lineno}:{exc.offset}: not valid Python: {exc.msg}") from None
+    defined = [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+    missing = [name for name in user_classes if name not in defined]
+    if missing:
+        raise LoadError(f"{path} defines no class {', '.join(missing)} (it defines: {', '.join(defined) or 'none'})")
+    if not defined:
+        raise LoadError(f"{path} defines no class: write a subclass of locust.HttpUser with tasks")
+    return path.resolve()
 
 
 class _Terminated(Exception):
@@ -191,7 +230,7 @@ class Locust:
         master = self._spawn(command, LOG)
         for n in range(self.req.workers):
             assert self.master_port is not None
-            self._spawn(worker_args(self.master_port), f"worker-{n + 1}.log")
+            self._spawn(worker_args(self.master_port, self.req), f"worker-{n + 1}.log")
         return master
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
