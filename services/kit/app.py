@@ -4,8 +4,10 @@ faults, errors and graceful shutdown, so that a service's own module holds only 
 A service is built from its facts in services/contract.py (`Service(contract.ORDERS)`), sets its resources on
 its applications under typed keys (`svc.app[PAYMENTS] = ...`) and gives every resource one lifetime: an async
 generator that opens it, yields while the replica serves, and closes it (`svc.lifetime(fn)`), the way aiohttp's
-cleanup contexts work. Start: the admin port, the tables (untraced), the lifetimes in order, then the public
-port. SIGTERM: not ready, the public port drains its in-flight requests, the lifetimes close in reverse.
+cleanup contexts work. Start: the admin port, the database (waited for, DB_CONNECT_TIMEOUT_S at most) and its
+tables (untraced), the lifetimes in order, then the public port. SIGTERM: not ready, but still serving for
+SHUTDOWN_DELAY_S (so that load balancers, endpoints and DNS stop sending first), then the public port drains its
+in-flight requests and the lifetimes close in reverse. A SIGTERM while the replica starts stops it at once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from services.kit import metrics
 from services.kit.admin import admin_app
 from services.kit.breaker import make_breaker
 from services.kit.config import CommonConfig, ConfigError, upstream_address
-from services.kit.db import DATABASE, Database
+from services.kit.db import DATABASE, Database, DatabaseUnreachable
 from services.kit.errors import error_middleware
 from services.kit.faults import FaultRegistry
 from services.kit.health import Check, Health
@@ -49,6 +51,8 @@ Task = Callable[["Service"], Awaitable[None]]
 DRAIN_TIMEOUT_S = 10.0
 # A background task that crashed starts again after this pause.
 RESTART_PAUSE_S = 1.0
+# The exit status of a replica whose database never answered (a supervisor or orchestrator restarts it).
+DATABASE_UNREACHABLE_EXIT = 3
 
 
 def _name(fn: Callable[..., object]) -> str:
@@ -150,6 +154,8 @@ class Service:
     async def _database(self, _: Service) -> AsyncGenerator[None, None]:
         assert self.db is not None
         with untraced():  # schema creation is no request: no one-span traces of its statements
+            # PostgreSQL may still be starting beside the replica (compose, Kubernetes): wait for it, bounded.
+            await self.db.wait_reachable(self.config.db_connect_timeout_s, self.log)
             for md in self._metadata:
                 await self.db.create_all(md)
         yield
@@ -165,42 +171,73 @@ class Service:
     # -- lifecycle -------------------------------------------------------------------------------------
     def run(self) -> None:
         """Blocking: start, serve, and shut down gracefully on SIGTERM or SIGINT."""
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(self._main())
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(self._main())
+        except DatabaseUnreachable as exc:
+            # One line that says what and where, no traceback: this is an environment's state, not a bug.
+            self.log.error("giving up: database unreachable", error=str(exc))
+            raise SystemExit(DATABASE_UNREACHABLE_EXIT) from None
 
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await self.serve(stop)
+        stop, hurry = asyncio.Event(), asyncio.Event()
 
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Start, serve until `stop` is set, then shut down gracefully."""
+        def signalled() -> None:
+            # The first signal stops the replica; a second one (Ctrl-C again) cuts the shutdown delay short.
+            (hurry if stop.is_set() else stop).set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, signalled)
+        await self.serve(stop, hurry)
+
+    async def serve(self, stop: asyncio.Event, hurry: asyncio.Event | None = None) -> None:
+        """Start, serve until `stop` is set, then shut down gracefully (`hurry` set: without the shutdown delay)."""
         admin_runner = web.AppRunner(self.admin, access_log=None)
         await admin_runner.setup()
         # The admin port opens first so that a supervisor sees the replica live while it starts.
         await web.TCPSite(admin_runner, self.config.host, self.config.admin_port).start()
         async with contextlib.AsyncExitStack() as lifetimes:
-            for fn in self._lifetimes:
-                await lifetimes.enter_async_context(self._entered(fn))
             public_runner: web.AppRunner | None = None
-            if self.public_http:
-                public_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=DRAIN_TIMEOUT_S)
-                await public_runner.setup()
-                await web.TCPSite(public_runner, self.config.host, self.config.http_port, reuse_port=True).start()
-            self.health.serving = True
-            self.log.info("started", http_port=self.config.http_port if self.public_http else None,
-                          admin_port=self.config.admin_port)
-
-            await stop.wait()
-            self.log.info("stopping: draining in-flight requests")
-            self.health.draining = True
-            if public_runner is not None:
-                await public_runner.cleanup()  # stops accepting, then waits for in-flight handlers
+            async with _interrupted_by(stop) as interrupted:
+                public_runner = await self._start(lifetimes)
+            if not interrupted():
+                await stop.wait()
+                self.health.draining = True
+                await self._shutdown_delay(hurry or asyncio.Event())
+                self.log.info("stopping: draining in-flight requests")
+                if public_runner is not None:
+                    await public_runner.cleanup()  # stops accepting, then waits for in-flight handlers
+            else:
+                # Stopped while starting (e.g. still waiting for its database): what was opened closes below.
+                self.log.info("stopping before the replica started")
         shutdown_tracing()
         await admin_runner.cleanup()
         self.log.info("stopped")
+
+    async def _start(self, lifetimes: contextlib.AsyncExitStack) -> web.AppRunner | None:
+        """Enter the lifetimes and open the public port (an HTTP service's): the replica serves from here."""
+        for fn in self._lifetimes:
+            await lifetimes.enter_async_context(self._entered(fn))
+        public_runner: web.AppRunner | None = None
+        if self.public_http:
+            public_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=DRAIN_TIMEOUT_S)
+            await public_runner.setup()
+            await web.TCPSite(public_runner, self.config.host, self.config.http_port, reuse_port=True).start()
+        self.health.serving = True
+        self.log.info("started", http_port=self.config.http_port if self.public_http else None,
+                      admin_port=self.config.admin_port)
+        return public_runner
+
+    async def _shutdown_delay(self, hurry: asyncio.Event) -> None:
+        """Not ready, still serving: a load balancer, Kubernetes' endpoints or compose's DNS keeps sending for a
+        moment after a replica starts to stop, and those requests would otherwise meet a closed port."""
+        delay = self.config.shutdown_delay_s
+        if delay <= 0:
+            return
+        self.log.info("stopping: not ready, still serving", delay_s=delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hurry.wait(), delay)
 
     @contextlib.asynccontextmanager
     async def _entered(self, fn: Lifetime) -> AsyncIterator[None]:
@@ -232,3 +269,31 @@ class Service:
             except Exception:  # noqa: BLE001
                 self.log.exception("background task crashed; restarting", task=name)
                 await asyncio.sleep(RESTART_PAUSE_S)
+
+
+@contextlib.asynccontextmanager
+async def _interrupted_by(event: asyncio.Event) -> AsyncIterator[Callable[[], bool]]:
+    """The block is cancelled when `event` is set, and the cancellation ends here; the value says whether it was.
+    The block runs in the caller's own task (not a task of its own), so that what it enters, the lifetimes,
+    closes in the context it was opened in."""
+    task = asyncio.current_task()
+    assert task is not None
+    state = {"open": True, "interrupted": False}
+
+    def interrupt(_: object) -> None:
+        if state["open"]:  # a callback already queued when the block ended must not cancel what follows it
+            state["interrupted"] = True
+            task.cancel()
+
+    waiter = asyncio.ensure_future(event.wait())
+    waiter.add_done_callback(interrupt)
+    try:
+        yield lambda: state["interrupted"]
+    except asyncio.CancelledError:
+        # Ours to end only if our cancel is the task's only one (task.uncancel() counts them); else pass it on.
+        if not state["interrupted"] or task.uncancel() > 0:
+            raise
+    finally:
+        state["open"] = False
+        waiter.remove_done_callback(interrupt)
+        waiter.cancel()

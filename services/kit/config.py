@@ -58,6 +58,10 @@ def upstream_address(service: ServiceFacts) -> str:
     return env_str(service.address_variable, native_address(service.name))
 
 
+# A stopping replica that kept serving longer than this would outlast any orchestrator's grace period.
+MAX_SHUTDOWN_DELAY_S = 300.0
+
+
 @dataclass(frozen=True)
 class CommonConfig:
     service: str
@@ -77,6 +81,8 @@ class CommonConfig:
     spans_dir: str
     upstream_timeout_s: float
     max_body_bytes: int
+    shutdown_delay_s: float
+    db_connect_timeout_s: float
 
     @classmethod
     def from_env(cls, service: str, default_port: int) -> CommonConfig:
@@ -87,6 +93,13 @@ class CommonConfig:
         per_second = env_float("TRACES_PER_SECOND", 20.0)
         if per_second < 0:
             raise ConfigError(f"TRACES_PER_SECOND must be 0 (no limit) or more, got {per_second:g}")
+        shutdown_delay = env_float("SHUTDOWN_DELAY_S", 0.0)
+        if not 0.0 <= shutdown_delay <= MAX_SHUTDOWN_DELAY_S:
+            raise ConfigError(f"SHUTDOWN_DELAY_S must be from 0 to {MAX_SHUTDOWN_DELAY_S:g} seconds, "
+                              f"got {shutdown_delay:g}")
+        connect_timeout = env_float("DB_CONNECT_TIMEOUT_S", 30.0)
+        if not connect_timeout > 0:
+            raise ConfigError(f"DB_CONNECT_TIMEOUT_S must be more than 0 seconds, got {connect_timeout:g}")
         return cls(
             service=service,
             replica=env_str("REPLICA_ID", f"{service}-{socket.gethostname()}"),
@@ -106,4 +119,6 @@ class CommonConfig:
             spans_dir=env_str("SPANS_DIR", ".chaoslab/spans"),
             upstream_timeout_s=env_float("UPSTREAM_TIMEOUT_S", 3.0),
             max_body_bytes=env_int("MAX_BODY_BYTES", 65536),
+            shutdown_delay_s=shutdown_delay,
+            db_connect_timeout_s=connect_timeout,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from sqlalchemy import Executable, MetaData, Row, event, text
+from sqlalchemy import Executable, MetaData, Row, event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -38,6 +39,47 @@ def storage_full_error(exc: BaseException) -> ApiError:
     structlog.get_logger("db").error("storage full: write refused", error=str(getattr(exc, "orig", exc))[:300])
     return ApiError(503, "Service Unavailable", "the service's storage is full: nothing was written, try again later",
                     type=STORAGE_FULL_TYPE, headers={"Retry-After": str(STORAGE_FULL_RETRY_S)})
+
+# Waiting for a database at start (compose and Kubernetes start PostgreSQL beside the services): the pause between
+# attempts doubles from the first to the last, jittered, and one attempt gives up after ATTEMPT_TIMEOUT_S (asyncpg's
+# own connect timeout is 60 s, longer than the whole wait, and a dropped SYN would hang there).
+FIRST_RETRY_S = 0.25
+LAST_RETRY_S = 4.0
+ATTEMPT_TIMEOUT_S = 5.0
+# PostgreSQL's "the database system is starting up" and "too many connections": both pass on their own.
+_TRANSIENT_SQLSTATES = frozenset({"57P03", "53300"})
+
+
+class DatabaseUnreachable(Exception):
+    """The database did not take a connection in time, or refused it for good (a wrong password, no such
+    database). The message names the database without its password and says why; it carries no traceback."""
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception, what SQLAlchemy wrapped (`orig`) and its causes, outermost first."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        context = None if current.__suppress_context__ else current.__context__
+        current = getattr(current, "orig", None) or current.__cause__ or context
+    return seen
+
+
+def transient(exc: BaseException) -> bool:
+    """True for a failure that a database still starting gives: refused, unresolvable (compose's DNS has no name
+    for a container that is not up yet), timed out, or PostgreSQL starting up; False for one that waiting does not
+    cure (authentication, a missing database or role)."""
+    return any(isinstance(cause, OSError) or getattr(cause, "sqlstate", None) in _TRANSIENT_SQLSTATES
+               for cause in _causes(exc))
+
+
+def _reason(exc: BaseException, password: str | None) -> str:
+    """The innermost failure as `Type: message`, without the password (a driver may quote its DSN)."""
+    cause = _causes(exc)[-1]
+    text = f"{type(cause).__name__}: {cause}"[:300] if str(cause) else type(cause).__name__
+    return text.replace(password, "***") if password else text
+
 
 # SQLite: a write transaction must take the write lock when it begins (BEGIN IMMEDIATE); a deferred
 # transaction that upgrades from read to write fails at once with "database is locked" when another
@@ -144,6 +186,43 @@ class Database:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    async def wait_reachable(self, timeout_s: float, log: Any) -> None:
+        """Return once the database answers; until then retry with a jittered, doubling pause, for `timeout_s` at
+        most. Raises DatabaseUnreachable when time runs out or the database refuses the connection for good."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + timeout_s
+        password = make_url(self.url).password
+        pause, attempt = FIRST_RETRY_S, 0
+        while True:
+            attempt += 1
+            try:
+                await asyncio.wait_for(self.ping(), max(min(ATTEMPT_TIMEOUT_S, deadline - loop.time()), 0.1))
+            except Exception as exc:  # noqa: BLE001 - classified below: waited for, or given up on with its reason
+                reason = _reason(exc, str(password) if password else None)
+                waited = round(loop.time() - started, 1)
+                if not transient(exc):
+                    raise DatabaseUnreachable(f"the database {self.safe_url} refused the connection ({reason})") \
+                        from None
+                if loop.time() >= deadline:
+                    raise DatabaseUnreachable(f"the database {self.safe_url} did not answer within {timeout_s:g} s "
+                                              f"({attempt} attempts; last: {reason})") from None
+                sleep = min(pause * random.uniform(0.5, 1.0), max(deadline - loop.time(), 0.0))
+                log.warning("database not reachable yet; retrying", database=self.safe_url, attempt=attempt,
+                            waited_s=waited, retry_in_s=round(sleep, 2), error=reason)
+                await asyncio.sleep(sleep)
+                pause = min(pause * 2, LAST_RETRY_S)
+                continue
+            if attempt > 1:
+                log.info("database reachable", database=self.safe_url, attempts=attempt,
+                         waited_s=round(loop.time() - started, 1))
+            return
 
     async def create_all(self, metadata: MetaData) -> None:
         # Replicas of one service start together on one database: a losing CREATE TABLE is retried,
