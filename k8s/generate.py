@@ -42,7 +42,11 @@ PROMETHEUS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata
 DNS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
 
-PRESTOP_DELAY_S = 5  # how long a stopping pod keeps serving after it has left its Service's endpoints
+# How long a stopping pod keeps serving after it has left its Service's endpoints (the kit's SHUTDOWN_DELAY_S), and
+# the most the kit's shutdown takes after that: the public port's drain, then the consumer's (services/kit/app.py
+# and consumer.py, DRAIN_TIMEOUT_S, 10 s each), with a margin for the pools. The grace period covers both.
+SHUTDOWN_DELAY_S = 5
+KIT_SHUTDOWN_S = 25
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
                 "seccompProfile": {"type": "RuntimeDefault"}}
 CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
@@ -88,6 +92,10 @@ def _env(service: str) -> list[dict[str, Any]]:
         # until the kubelet evicts the pod. The observability overlay sets the endpoint and this back to 1.0 by its
         # index, 7 (its patch tests the name there first: keep the entries above it the same for every service).
         {"name": "OTEL_TRACES_SAMPLER_ARG", "value": "0"},
+        # The kubelet takes a terminating pod out of its Service's endpoints while it sends SIGTERM, and kube-proxy
+        # on every node learns it a few seconds later: the kit answers not ready but keeps serving that long
+        # before it closes its port, so a rolling update drops no request (no preStop sleep needed).
+        {"name": "SHUTDOWN_DELAY_S", "value": str(SHUTDOWN_DELAY_S)},
     ]
     if spec.database:
         # Kubernetes expands $(DB_PASSWORD) from the variable defined before it: the URL never holds a secret.
@@ -123,9 +131,8 @@ def deployment(service: str) -> dict[str, Any]:
                 "spec": {
                     "automountServiceAccountToken": False,  # the services never talk to the API server
                     "enableServiceLinks": False,  # no injected <SERVICE>_PORT variables in their environment
-                    # The preStop delay, then the kit's drain (services/kit/app.py, DRAIN_TIMEOUT_S = 10) and
-                    # its shutdown hooks.
-                    "terminationGracePeriodSeconds": PRESTOP_DELAY_S + 20,
+                    # The kit's shutdown delay, then its drains and lifetimes; the kubelet sends SIGKILL after it.
+                    "terminationGracePeriodSeconds": SHUTDOWN_DELAY_S + KIT_SHUTDOWN_S,
                     "securityContext": POD_SECURITY,
                     "containers": [{
                         "name": service,
@@ -142,11 +149,6 @@ def deployment(service: str) -> dict[str, Any]:
                         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                                       "limits": {"cpu": "1", "memory": "256Mi"}},
                         "securityContext": CONTAINER_SECURITY,
-                        # The kubelet takes a terminating pod out of the Service's endpoints while it sends SIGTERM,
-                        # and the kit stops accepting at SIGTERM: without a pause, kube-proxy still sends requests
-                        # to a closed listener during a rolling update. The pause holds SIGTERM back until the
-                        # endpoints are updated everywhere (the image has coreutils' sleep).
-                        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_DELAY_S)]}}},
                         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                     }],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],

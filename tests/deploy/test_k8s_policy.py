@@ -13,12 +13,16 @@ from deploy_envnames import read_by
 from deploy_k8s import APPLIED, K8S, LAYERS, containers, named, of_kind, pod_labels, pod_spec, render, selector_matches
 from deploy_support import SERVICES, run, tool
 
+from services.kit import app as kit_app
+from services.kit import consumer as kit_consumer
+
 pytestmark = pytest.mark.quick
 
-# Endpoint updates reach every node's kube-proxy within a few seconds; the kit's graceful shutdown (in-flight
-# requests, the outbox and consumer loops, the database pool) is bounded by its own timeouts, 10 s at most.
-PRESTOP_MIN_S = 5
-KIT_SHUTDOWN_S = 10
+# Endpoint updates reach every node's kube-proxy within a few seconds; after the delay the kit's graceful shutdown
+# is bounded by its own timeouts: the public port's drain, then the consumer's (the outbox loop and the pools close
+# at once).
+SERVING_AFTER_SIGTERM_MIN_S = 5
+KIT_SHUTDOWN_S = kit_app.DRAIN_TIMEOUT_S + kit_consumer.DRAIN_TIMEOUT_S
 
 
 def _effective(workload: dict, container: dict, key: str) -> object:
@@ -172,16 +176,18 @@ def test_the_payments_inflight_component_adds_the_adapter_metric(tmp_path: Path)
 
 @pytest.mark.parametrize("layer", LAYERS)
 def test_a_stopping_replica_leaves_the_service_before_it_stops_listening(layer: str) -> None:
-    """A terminating pod is taken out of its Service's endpoints while the kubelet already sends SIGTERM, and the
-    kit closes its listener at once on SIGTERM: without a delay in between, a rolling update drops the requests
-    that kube-proxy still sends to it. A preStop sleep holds SIGTERM back until the endpoints are updated, and the
-    grace period leaves the kit its own shutdown after it."""
+    """A terminating pod is taken out of its Service's endpoints while the kubelet already sends SIGTERM: without a
+    delay before the kit closes its listener, a rolling update drops the requests that kube-proxy still sends to it.
+    The delay is the kit's SHUTDOWN_DELAY_S (not ready, still serving) plus any preStop sleep before SIGTERM, and
+    the grace period leaves the kit its own shutdown after it."""
     for deployment in of_kind(layer, "Deployment"):
         name = deployment["metadata"]["name"]
         container = pod_spec(deployment)["containers"][0]
         command = (((container.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command")
-        assert command and command[0] == "sleep", f"{name}: no preStop delay"
-        delay = int(command[1])
-        assert delay >= PRESTOP_MIN_S, f"{name}: preStop sleeps {delay}s"
+        before_sigterm = float(command[1]) if command and command[0] == "sleep" else 0.0
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        in_the_kit = float(env.get("SHUTDOWN_DELAY_S") or 0)
+        serving = before_sigterm + in_the_kit
+        assert serving >= SERVING_AFTER_SIGTERM_MIN_S, f"{name}: serves {serving:g} s after leaving its endpoints"
         grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
-        assert grace >= delay + KIT_SHUTDOWN_S, f"{name}: {grace}s grace for {delay}s + the kit's shutdown"
+        assert grace >= serving + KIT_SHUTDOWN_S, f"{name}: {grace}s grace for {serving:g}s + the kit's shutdown"
