@@ -214,6 +214,7 @@ def faults(
                                                          "started.")] = False,
     service: Annotated[str | None, typer.Option(help="Only this service's replicas.")] = None,
     wait: Wait = 0.0,
+    as_json: AsJson = False,
 ) -> None:
     """List the active faults across every replica: in-service faults (admin API, with their remaining TTL),
     process faults (paused or stopped programs, which have no TTL) and, in an isolated lab, the faults below the
@@ -242,6 +243,9 @@ def faults(
                 _clear(spec, admin, sv, targets, procs)
             return
         listed = admin.list_faults(targets)
+    if as_json:  # {"replicas": [{"replica", "faults" | "error"}], "processes": {"paused", "stopped"}, "kernel"}
+        _print_json({"replicas": listed, "processes": procs, "kernel": held})
+        return
     if held is not None:
         from chaoslab.kernel import inventory
 

@@ -62,7 +62,7 @@ class LabBusy(LabError):
 
     def __init__(self, state: Path, holder: Holder | None, waited_s: float) -> None:
         who = holder.describe() if holder else "another chaoslab command"
-        waited = f" (waited {waited_s:.0f} s)" if waited_s else ""
+        waited = f" (waited {waited_s:.0f} s)" if waited_s >= 1 else ""
         super().__init__(f"the lab in {state} is busy: {who} is changing it{waited}",
                          hint="wait for it to finish, run this command with --wait SECONDS, or stop the holder "
                               "(Ctrl-C lets it roll back its faults); chaoslab status shows the lease")

@@ -64,11 +64,12 @@ def release_base_port(base: int) -> None:
 
 
 def run_chaoslab(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
-                 timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    """Run `chaoslab ARGS` as a user would (a new process, this Python); output captured as text."""
+                 timeout: float = CLI_TIMEOUT_S, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `chaoslab ARGS` as a user would (a new process, this Python), in `cwd` (default: the checkout);
+    output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "chaoslab.cli", *map(str, args)],
-        cwd=repo_root(), env=env if env is not None else dict(os.environ), capture_output=True, text=True,
+        cwd=cwd or repo_root(), env=env if env is not None else dict(os.environ), capture_output=True, text=True,
         timeout=timeout, check=False,
     )
 
