@@ -7,7 +7,8 @@ plain synchronous function with JSON-serialisable results, and starts from a han
 carry no ports.
 
 Modules: lab (the handle), actions and probes (the extension, each with `__all__`), broker (AMQP from an
-activity), marks (when the last fault went in, for the probes that measure from it); beside the extension, the
+activity), crash (a kill through the replica's admin API, over once the replica is gone: compose), marks (when the
+last fault went in, for the probes that measure from it); beside the extension, the
 runner behind `chaoslab chaos run`: runner (one `chaos run`, its load and leftovers), verdict (a journal's
 verdict), report (its tables), experiments (finding and linting chaos/*.json).
 """

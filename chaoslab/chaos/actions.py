@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chaoslab.chaos import broker, marks
+from chaoslab.chaos import broker, crash, marks
 from chaoslab.chaos.lab import Configuration, Lab, Replica, activity_errors, select_replicas, service_of
 from chaoslab.clients.admin import fault_body, replicas_of
 from chaoslab.errors import LabError
@@ -44,8 +44,9 @@ def _kill(service: str, replica: Replica, configuration: Configuration) -> list[
     lab = Lab.of(configuration)
     if lab.is_compose:
         # No process control in compose: the replica ends itself (exit 137) and its restart policy restarts it.
+        # The kill returns once it is gone, and the fault is marked then, not at the crash's answer.
         with activity_errors():
-            killed = lab.admin.crash(lab.select(service, replica))
+            killed = crash.crash(lab.admin, lab.select(service, replica))
     else:
         killed = _signal(lab, service, "KILL", replica, "kill_replica")
     marks.mark("fault", killed[0]["at"])

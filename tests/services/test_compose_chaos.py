@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from chaoslab.chaos import actions, probes
+from chaoslab.chaos import actions, crash, marks, probes
+from chaoslab.errors import LabError
 from support.procs import PortPool, ServiceProc, sqlite_url, start
 
 pytestmark = pytest.mark.services
@@ -106,3 +107,43 @@ def test_crash_needs_the_admin_token_and_a_sane_delay(compose_payments: tuple[li
     assert bad.json()["errors"][0]["field"] == "delay_s"
     time.sleep(0.3)
     assert procs[0].running()  # neither request ended it
+
+
+def test_a_kill_returns_once_the_replica_is_gone_and_recovery_counts_from_then(
+        compose_payments: tuple[list[ServiceProc], dict]) -> None:
+    """The crash is answered before the process exits: a kill that returned at the answer let time_to_recover's
+    first poll count the doomed replica as ready (0.01 s in the container test). As in the experiment, the recovery
+    probe runs right after the kill; the address stays in DNS throughout, as a restarting container's may, and the
+    restart policy is played by a thread: 2 s after the process exited, a new one on the same address."""
+    procs, _ = compose_payments
+    tmp = procs[0].log_path.parent.parent
+    restart_after_s = 2.0
+
+    def restart_policy() -> None:
+        procs[1].proc.wait(30)
+        time.sleep(restart_after_s)
+        procs.append(_start_replica(2, ADDRESSES[1], PortPool(22900, 22999), procs[0].admin_port,
+                                    int(procs[0].env["GRPC_PORT"]), tmp))
+
+    threading.Thread(target=restart_policy, daemon=True).start()
+    (killed,) = actions.kill_replica("payments", 2)
+    returned = time.monotonic()
+    recovered = probes.time_to_recover("payments", timeout_s=30, min_ready=2)
+    since_return = time.monotonic() - returned
+
+    assert killed["gone_after_s"] > 0, killed  # it was still there when the crash was answered
+    assert procs[1].proc.wait(5) == 137
+    assert marks.last("fault") == killed["at"]
+    assert recovered["seconds"] >= restart_after_s, recovered
+    # Counted from the moment it was seen gone, just before the kill returned.
+    assert since_return <= recovered["seconds"] <= since_return + 1.0, (recovered, since_return)
+
+
+def test_a_replica_that_does_not_go_down_is_reported(compose_payments: tuple[list[ServiceProc], dict]) -> None:
+    procs, _ = compose_payments
+    replica = {"name": "payments-1", "admin_url": procs[0].admin_url}
+    started = time.monotonic()
+    with pytest.raises(LabError, match="payments-1 still answers after 0.5 s"):
+        crash.wait_gone([replica], timeout_s=0.5)
+    assert time.monotonic() - started < 3
+    assert procs[0].running()
