@@ -74,6 +74,50 @@ def facts(name: str) -> ServiceFacts:
         raise KeyError(f"no service {name!r} (services: {', '.join(SERVICE_NAMES)})") from None
 
 
+# -- identities and who may call whom -------------------------------------------------------------------------
+
+# Every workload's identity is a SPIFFE ID, spiffe://<trust domain>/ns/<namespace>/sa/<name>, carried as the URI SAN
+# of its certificate (natively from the lab's CA, chaoslab.lab.pki) and, in Kubernetes under Istio, the same shape
+# with the cluster's trust domain and the pod's service account (k8s/generate_istio.py). A callee authorizes its
+# caller from `calls` above (services.kit.tls): the graph that also makes the NetworkPolicies, the native
+# network policy (chaoslab.lab.netpolicy) and Istio's AuthorizationPolicies.
+TRUST_DOMAIN = "chaoslab"
+IDENTITY_NAMESPACE = "lab"
+BROKER_IDENTITY = "rabbitmq"  # the lab's RabbitMQ node (its server certificate)
+OPERATOR_IDENTITY = "chaoslab"  # the lab's own tools (the chaos runner's publisher, the CLI); no service's caller
+IDENTITIES: tuple[str, ...] = (*SERVICE_NAMES, BROKER_IDENTITY, OPERATOR_IDENTITY)
+SPIFFE_PREFIX = f"spiffe://{TRUST_DOMAIN}/ns/{IDENTITY_NAMESPACE}/sa/"
+
+
+def spiffe_id(name: str) -> str:
+    """The identity of a service (or of the broker, or of the lab's tools): spiffe://chaoslab/ns/lab/sa/<name>."""
+    if name not in IDENTITIES:
+        raise KeyError(f"no identity {name!r} (identities: {', '.join(IDENTITIES)})")
+    return SPIFFE_PREFIX + name
+
+
+def identity_name(uri: str | None) -> str | None:
+    """The name in one of the lab's SPIFFE IDs (`orders` for spiffe://chaoslab/ns/lab/sa/orders); None for any
+    other URI (another trust domain or namespace, a name the lab does not issue, none at all)."""
+    if not uri or not uri.startswith(SPIFFE_PREFIX):
+        return None
+    name = uri[len(SPIFFE_PREFIX):]
+    return name if name in IDENTITIES else None
+
+
+def callers_of(service: str) -> tuple[str, ...]:
+    """The services whose `calls` name `service`, in the order of SERVICES: the only callers it accepts."""
+    facts(service)
+    return tuple(s.name for s in SERVICES if service in s.calls)
+
+
+def is_edge(service: str) -> bool:
+    """A service no other service calls is the shop's edge (the gateway): its public port faces clients outside
+    the shop, so it speaks plain HTTP (TLS is an ingress' business there) and authorizes users, not services."""
+    return not callers_of(service)
+
+
+
 # -- where things listen -----------------------------------------------------------------------------------------
 
 LOOPBACK = "127.0.0.1"
@@ -110,6 +154,24 @@ ORDER_EVENTS_QUEUE = "notifications.order-events"  # quorum queue with a deliver
 DEAD_LETTER_QUEUE = "notifications.dead-letter"
 ORDER_EVENTS_PATTERN = "order.*"  # what the order events queue is bound with
 ORDER_CREATED = "order.created"
+
+
+def _names(*names: str) -> str:
+    return "^(" + "|".join(n.replace(".", r"\.") for n in names) + ")$"
+
+
+# What each identity may do on the lab's RabbitMQ node, as the node's permissions (configure, write, read: regular
+# expressions over exchange and queue names) for the user its certificate names: orders declares and publishes to
+# the order events exchange; notifications declares its queues and the dead-letter path (a queue that dead-letters
+# needs write on its dead-letter exchange), binds them and consumes;
+# the lab's tools publish a poison message and count or purge a queue (the chaos extension), and declare nothing.
+BROKER_PERMISSIONS: dict[str, tuple[str, str, str]] = {
+    "orders": (_names(EXCHANGE), _names(EXCHANGE), "^$"),
+    "notifications": (_names(EXCHANGE, DEAD_LETTER_EXCHANGE, ORDER_EVENTS_QUEUE, DEAD_LETTER_QUEUE),
+                      _names(DEAD_LETTER_EXCHANGE, ORDER_EVENTS_QUEUE, DEAD_LETTER_QUEUE),
+                      _names(EXCHANGE, DEAD_LETTER_EXCHANGE, ORDER_EVENTS_QUEUE, DEAD_LETTER_QUEUE)),
+    OPERATOR_IDENTITY: ("^$", _names(EXCHANGE), _names(ORDER_EVENTS_QUEUE, DEAD_LETTER_QUEUE)),
+}
 
 
 class OrderEvent(BaseModel):

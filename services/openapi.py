@@ -45,6 +45,9 @@ PROBLEM_TYPES = {
                                                          "clock (beyond JWT_LEEWAY_S): a clock is skewed",
     "https://chaoslab.dev/problems/storage-full": "503: a service's database has no space left; nothing was "
                                                   "written; retry after Retry-After seconds",
+    "https://chaoslab.dev/problems/caller-not-allowed": "403: inside the shop, the calling service's identity (its "
+                                                        "certificate) may not call this service (the call graph); "
+                                                        "the gateway passes it on when it is the caller refused",
 }
 
 # What every answer of the gateway may be besides the operation's own: its limits and its upstreams.

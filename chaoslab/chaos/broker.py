@@ -10,13 +10,21 @@ from typing import Any
 import aio_pika
 from chaoslib.exceptions import ActivityFailed
 
+from chaoslab.lab.certs import operator_ssl_context
 from services.contract import EXCHANGE
 
 CONNECT_TIMEOUT_S = 5.0
 
 
-async def _publish(amqp_url: str, routing_key: str, body: bytes, message_id: str) -> None:
-    connection = await aio_pika.connect(amqp_url, timeout=CONNECT_TIMEOUT_S)
+def _connect(reg: dict[str, Any]) -> Any:
+    """A connection as the lab's tools: over mutual TLS with their own certificate (a lab's registry says so), whose
+    broker permissions allow publishing to the order events exchange and reading its queues, and nothing else."""
+    return aio_pika.connect(reg["broker"]["amqp_url"], timeout=CONNECT_TIMEOUT_S,
+                            ssl_context=operator_ssl_context(reg))
+
+
+async def _publish(reg: dict[str, Any], routing_key: str, body: bytes, message_id: str) -> None:
+    connection = await _connect(reg)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(EXCHANGE, ensure=True)
@@ -28,14 +36,14 @@ async def _publish(amqp_url: str, routing_key: str, body: bytes, message_id: str
 def publish(reg: dict[str, Any], routing_key: str, body: str) -> dict[str, Any]:
     message_id = f"poison-{uuid.uuid4().hex[:12]}"
     try:
-        asyncio.run(_publish(reg["broker"]["amqp_url"], routing_key, body.encode(), message_id))
+        asyncio.run(_publish(reg, routing_key, body.encode(), message_id))
     except (TimeoutError, aio_pika.exceptions.AMQPException, OSError) as exc:
         raise ActivityFailed(f"cannot publish to the broker: {exc!r}") from None
     return {"exchange": EXCHANGE, "routing_key": routing_key, "message_id": message_id, "bytes": len(body)}
 
 
-async def _queue_op(amqp_url: str, queue: str, purge: bool) -> int:
-    connection = await aio_pika.connect(amqp_url, timeout=CONNECT_TIMEOUT_S)
+async def _queue_op(reg: dict[str, Any], queue: str, purge: bool) -> int:
+    connection = await _connect(reg)
     async with connection:
         channel = await connection.channel()
         # passive: never create the queue (or change its arguments) from here
@@ -49,7 +57,7 @@ async def _queue_op(amqp_url: str, queue: str, purge: bool) -> int:
 def queue_messages(reg: dict[str, Any], queue: str, *, purge: bool = False) -> int:
     """Messages ready in `queue` (before purging it, with `purge`)."""
     try:
-        return asyncio.run(_queue_op(reg["broker"]["amqp_url"], queue, purge))
+        return asyncio.run(_queue_op(reg, queue, purge))
     except aio_pika.exceptions.ChannelNotFoundEntity:
         return 0  # nobody declared it yet: it holds nothing
     except (TimeoutError, aio_pika.exceptions.AMQPException, OSError) as exc:

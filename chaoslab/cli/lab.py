@@ -14,11 +14,13 @@ from rich.table import Table
 
 from chaoslab.cli.console import RichReporter, err, errors, out, progress, waiting
 from chaoslab.cli.options import BASE_PORT, STATE_DIR, BasePort, StateDir, Wait
+from chaoslab.errors import UsageError
 from chaoslab.lab import control
 from chaoslab.lab.lease import current as current_lease
 from chaoslab.lab.lease import lease
 from chaoslab.lab.logs import follow, log_files, tail
 from chaoslab.lab.paths import LabPaths
+from chaoslab.lab.pki import DEFAULT_CERT_TTL_S
 from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.spec import load_spec, parse_env, parse_replicas
 
@@ -100,6 +102,15 @@ def up(
         help="loopback: every process on 127.0.0.1, no privileges. isolated (root): every replica and RabbitMQ a "
              "host of its own on the lab's bridge (a /24 from the base port), each service at an address balanced "
              "over its ready replicas; needed by the faults below the application.")] = "loopback",
+    tls: Annotated[str, typer.Option(
+        "--tls", metavar="on|off",
+        help="on: mutual TLS on every internal hop (HTTP between services, gRPC, AMQP) with short-lived "
+             "certificates of the lab's own CA, and each service authorizing its callers from the call graph; the "
+             "gateway's public port stays plain HTTP. off: every hop plain, as before (for comparison).")] = "on",
+    cert_ttl: Annotated[int, typer.Option(
+        "--cert-ttl", metavar="SECONDS",
+        help="Lifetime of the lab's certificates; each is renewed at half of it, without a restart.")]
+    = DEFAULT_CERT_TTL_S,
 ) -> None:
     """Start the lab: RabbitMQ, Prometheus, Alertmanager, the webhook receiver and every replica.
 
@@ -109,12 +120,14 @@ def up(
     with errors():
         wanted = parse_replicas(replicas or [])
         overrides = parse_env(env or [])
+        if tls not in ("on", "off"):
+            raise UsageError(f"--tls {tls!r}: choose on or off")
         started = time.monotonic()
         first_time = not LabPaths.of(state_dir).lab_json.exists()
         with progress() as bar:
             registry = control.up(state_dir, base_port, wanted, database_url_template=database_url_template,
                                   timeout_s=timeout, reporter=RichReporter(bar), env=overrides,
-                                  network_mode=network_mode)
+                                  network_mode=network_mode, tls=tls == "on", cert_ttl_s=cert_ttl)
         elapsed = time.monotonic() - started
         out.print(_urls_table(registry))
         account = registry["admin_account"]
@@ -126,6 +139,10 @@ def up(
             out.print(f"network {registry['network']['subnet']} on bridge {registry['network']['bridge']} (this "
                       f"machine is {registry['network']['host_address']} there): the shop is at "
                       f"{registry['gateway_url']}", highlight=False)
+        if registry["tls"]["mode"] == "on":
+            out.print(f"mutual TLS inside the shop: certificates of the lab's CA ({registry['tls']['trust_domain']}"
+                      f" trust domain), renewed every {registry['tls']['cert_ttl_s'] // 2} s; the gateway's public "
+                      "port is plain HTTP", highlight=False)
         out.print(f"[green]ready[/] in {elapsed:.1f} s. Next: chaoslab status, chaoslab logs gateway -f, "
                   "chaoslab down", highlight=False)
 

@@ -10,10 +10,11 @@ from typing import Any, Protocol
 
 from chaoslab.clients.prometheus import Prometheus
 from chaoslab.errors import ChaoslabError, LabError
-from chaoslab.lab import disks, network
+from chaoslab.lab import certs, disks, network
 from chaoslab.lab.binaries import find_binaries
 from chaoslab.lab.lock import lab_lock
 from chaoslab.lab.paths import LabPaths
+from chaoslab.lab.pki import DEFAULT_CERT_TTL_S, Pki
 from chaoslab.lab.ports import DEFAULT_BASE_PORT, SERVICES
 from chaoslab.lab.postgres import ensure_databases
 from chaoslab.lab.preflight import check_ports, check_services, preflight_up
@@ -101,13 +102,15 @@ def wait_ready(sv: Supervisor, spec: LabSpec, programs: list[Program], timeout_s
 def up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
        database_url_template: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
        reporter: Reporter | None = None, env: dict[str, dict[str, str]] | None = None,
-       network_mode: str = network.LOOPBACK) -> dict[str, Any]:
+       network_mode: str = network.LOOPBACK, tls: bool = True, cert_ttl_s: int = DEFAULT_CERT_TTL_S) -> dict[str, Any]:
     """Start a lab and wait until all of it is ready; on any failure, stop what started and raise.
     `env` overrides services' environment ({"*": {...}} for all, {"payments": {...}} for one). `network_mode`:
-    "loopback" (no privileges) or "isolated" (every replica a host of its own: chaoslab.lab.network; root)."""
+    "loopback" (no privileges) or "isolated" (every replica a host of its own: chaoslab.lab.network; root).
+    `tls`: mutual TLS on every internal hop, certificates of the lab's CA living `cert_ttl_s` (chaoslab.lab.pki)."""
     with lab_lock(LabPaths.of(state_dir)):
         return _up(state_dir, base_port, replicas, database_url_template=database_url_template,
-                   timeout_s=timeout_s, reporter=reporter, env=env or {}, network_mode=network_mode)
+                   timeout_s=timeout_s, reporter=reporter, env=env or {}, network_mode=network_mode, tls=tls,
+                   cert_ttl_s=cert_ttl_s)
 
 
 def lab_hosts(spec: LabSpec) -> list[str]:
@@ -117,13 +120,13 @@ def lab_hosts(spec: LabSpec) -> list[str]:
 
 def _up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
         database_url_template: str | None, timeout_s: float, reporter: Reporter | None,
-        env: dict[str, dict[str, str]], network_mode: str) -> dict[str, Any]:
+        env: dict[str, dict[str, str]], network_mode: str, tls: bool, cert_ttl_s: int) -> dict[str, Any]:
     reporter = reporter or QuietReporter()
     paths = LabPaths.of(state_dir)
     spec = LabSpec(
         state_dir=paths.state, base_port=base_port, replicas=dict(replicas),
         database_url_template=database_url_template,
-        env=env, network=network_mode,
+        env=env, network=network_mode, tls=tls, cert_ttl_s=cert_ttl_s,
         **existing_secrets(paths.state),  # else new ones: a lab's secrets are its own
     )
     reporter.phase("checking binaries, ports and the state dir")
@@ -139,6 +142,10 @@ def _up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
         except BaseException:
             release_kernel(spec)
             raise
+    if spec.tls:
+        reporter.phase("issuing the lab's certificates")
+        certs.pki_of(spec).remove()  # a crashed lab's: every `up` starts with a CA of its own
+        certs.issue_all(spec)
     programs = all_programs(spec, binaries)
     render_all(spec, programs)
     if database_url_template:
@@ -178,6 +185,7 @@ def _up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
         teardown(paths)
         if spec.isolated:
             release_kernel(spec)
+        Pki(paths.pki).remove()
         raise
 
 
@@ -187,6 +195,7 @@ class DownResult:
     stopped: list[str] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)  # leftovers that had to be ended by pid
     kernel: dict[str, Any] = field(default_factory=dict)  # what of an isolated lab's kernel state was removed
+    certificates: bool = False  # the lab's CA, certificates and keys were removed
 
 
 def release_kernel(spec: LabSpec) -> dict[str, Any]:
@@ -246,6 +255,8 @@ def down(state_dir: str | Path) -> DownResult:
     paths = LabPaths.of(state_dir)
     with lab_lock(paths, create=False):
         result = teardown(paths)
+        # No key outlives the lab: the next `up` makes a new CA and new certificates.
+        result.certificates = Pki(paths.pki).remove()
         try:
             spec = load_spec(paths.state)
         except LabError:
@@ -297,6 +308,9 @@ def _scale(state_dir: str | Path, items: list[str], *, timeout_s: float, reporte
         for name in added:
             network.add_host(new.net, name)
         disks.mount_all(new)
+    if new.tls:  # and their certificates
+        for name in added:
+            certs.issue(new, name)
     programs = all_programs(new, find_binaries())
     by_name = {p.name: p for p in programs}
     # Prometheus stops scraping the leaving replicas before they stop, so no target is seen down
@@ -440,7 +454,7 @@ def ensure_running(state_dir: str | Path, base_port: int | None, wanted: dict[st
         replicas = {s: max(n, wanted.get(s, 0)) for s, n in spec.replicas.items()}
         registry = up(state_dir, base_port or spec.base_port, replicas,
                       database_url_template=spec.database_url_template, env=spec.env, reporter=reporter,
-                      network_mode=network_mode or spec.network)
+                      network_mode=network_mode or spec.network, tls=spec.tls, cert_ttl_s=spec.cert_ttl_s)
     else:
         replicas = {**default_replicas(), **{s: max(n, 1) for s, n in wanted.items()}}
         registry = up(state_dir, base_port or DEFAULT_BASE_PORT, replicas, reporter=reporter,

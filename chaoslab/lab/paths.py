@@ -99,6 +99,11 @@ class LabPaths:
     def rabbitmq(self) -> Path:
         return self.state / "rabbitmq"
 
+    @property
+    def pki(self) -> Path:
+        """The lab's CA and every certificate and key it issued (chaoslab.lab.pki); removed by `down`."""
+        return self.state / "pki"
+
     def log_file(self, program: str) -> Path:
         return self.logs / f"{program}.log"
 

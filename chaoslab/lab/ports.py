@@ -64,6 +64,11 @@ class PortPlan:
         return self.base + 23
 
     @property
+    def certs(self) -> int:
+        """The `certs` program (mutual TLS only): renewals, health and the certificates it sees."""
+        return self.base + 24
+
+    @property
     def locust(self) -> int:
         return self.base + 30
 
@@ -77,6 +82,7 @@ class PortPlan:
             (self.alertmanager, "Alertmanager"),
             (self.webhook, "lab webhook receiver"),
             (self.endpoints, "endpoints controller (isolated network)"),
+            (self.certs, "certificate renewals (mutual TLS)"),
         ]
 
     def service_ports(self, replicas: dict[str, int]) -> list[tuple[int, str]]:

@@ -8,14 +8,17 @@ from pathlib import Path
 
 from chaoslab.kernel import clock
 from chaoslab.lab.binaries import Binaries
+from chaoslab.lab.certs import tls_env
 from chaoslab.lab.paths import repo_root
 from chaoslab.lab.ports import GRPC_SERVICES, SERVICES
 from chaoslab.lab.spec import LabSpec
 from services import contract
 
+TLS_VARIABLES = ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE")  # the lab's, never overridden (services/kit/tls.py)
 LAB_MARKER = "CHAOSLAB_LAB"  # set to the state dir in every process of a lab (see procs.py)
-INFRASTRUCTURE = ("rabbitmq", "endpoints", "prometheus", "alertmanager", "webhook")
+INFRASTRUCTURE = ("rabbitmq", "endpoints", "certs", "prometheus", "alertmanager", "webhook")
 ENDPOINTS = "endpoints"  # the isolated network's endpoints controller (chaoslab.lab.endpoints)
+CERTS = "certs"  # the renewals of a lab with mutual TLS (chaoslab.lab.rotation)
 CALLEES = tuple(s for s in contract.SERVICES if any(s.name in caller.calls for caller in contract.SERVICES))
 
 
@@ -36,7 +39,7 @@ class Program:
 
 def rabbitmq_env(spec: LabSpec) -> dict[str, str]:
     rabbit = spec.paths.rabbitmq
-    return {
+    env = {
         "HOME": str(rabbit / "home"),  # the Erlang cookie; rabbitmqctl needs the same HOME and -n NODE
         "RABBITMQ_NODENAME": spec.node_name,
         # isolated: the node listens on its own host's address; the Erlang distribution stays on its loopback
@@ -53,6 +56,11 @@ def rabbitmq_env(spec: LabSpec) -> dict[str, str]:
         "RABBITMQ_PID_FILE": str(rabbit / "rabbitmq.pid"),
         "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
     }
+    if spec.tls:
+        # These two would open a plain AMQP listener beside the TLS one of rabbitmq.conf (render.rabbitmq_conf);
+        # the distribution port is set on its own.
+        del env["RABBITMQ_NODE_IP_ADDRESS"], env["RABBITMQ_NODE_PORT"]
+    return env
 
 
 def service_env(spec: LabSpec, service: str, replica: int) -> dict[str, str]:
@@ -69,12 +77,13 @@ def service_env(spec: LabSpec, service: str, replica: int) -> dict[str, str]:
         "ADMIN_TOKEN": spec.admin_token,
         "SPANS_DIR": str(spec.paths.spans),
         # Where every service that others call listens (AUTH_URL, ..., PAYMENTS_GRPC_ADDR): the contract's names,
-        # at the service address of an isolated lab (balanced over the ready replicas), else on loopback.
-        **{callee.address_variable: contract.native_address(callee.name, spec.base_port,
-                                                            spec.service_host(callee.name))
-           for callee in CALLEES},
+        # at the service address of an isolated lab (balanced over the ready replicas), else on loopback; https
+        # with mutual TLS.
+        **{callee.address_variable: spec.service_address(callee.name) for callee in CALLEES},
         "PYTHONUNBUFFERED": "1",
     }
+    if spec.tls:  # the replica's identity: its certificate, key and the lab's CA (chaoslab.lab.certs)
+        env.update(tls_env(spec, f"{service}-{replica}"))
     if spec.isolated:
         env.update(clock.faketime_env(spec, f"{service}-{replica}"))
     if service in GRPC_SERVICES:
@@ -87,7 +96,7 @@ def service_env(spec: LabSpec, service: str, replica: int) -> dict[str, str]:
         # the lab's own admin account (spec.admin_account), never a default one
         env["BOOTSTRAP_ADMIN"] = f"{spec.admin_account['email']}:{spec.admin_account['password']}"
     fixed = {"HTTP_PORT", "GRPC_PORT", "ADMIN_PORT", "REPLICA_ID", "ADMIN_TOKEN", "BOOTSTRAP_ADMIN", "HTTP_HOST",
-             "REPLICA_ADDRESS", *clock.FAKETIME_VARIABLES}
+             "REPLICA_ADDRESS", *clock.FAKETIME_VARIABLES, *TLS_VARIABLES}
     env.update({k: v for k, v in spec.env_for(service).items() if k not in fixed})
     return env
 
@@ -108,17 +117,28 @@ def endpoints_program(spec: LabSpec) -> Program:
     )
 
 
+def certs_program(spec: LabSpec) -> Program:
+    """The renewals of the lab's certificates and the TTL of certificate faults (chaoslab.lab.rotation)."""
+    return Program(
+        name=CERTS,
+        command=[sys.executable, "-m", "chaoslab.lab.rotation", "--state-dir", str(spec.paths.state)],
+        env={"PYTHONUNBUFFERED": "1"}, directory=repo_root(), priority=20, stopwaitsecs=10,
+        ready_url=f"{spec.url(spec.ports.certs)}/health",
+    )
+
+
 def infrastructure_programs(spec: LabSpec, binaries: Binaries) -> list[Program]:
     paths, ports, url = spec.paths, spec.ports, spec.url
     broker = spec.broker_host
-    isolated = [endpoints_program(spec)] if spec.isolated else []
+    controllers = [endpoints_program(spec)] if spec.isolated else []
+    controllers += [certs_program(spec)] if spec.tls else []
     return [
         Program(
             name="rabbitmq", command=in_namespace(spec, "rabbitmq", [str(binaries.rabbitmq_server)]),
             env=rabbitmq_env(spec), directory=paths.rabbitmq, priority=10, stopwaitsecs=30,
             ready_url=f"{url(ports.rabbitmq_metrics, broker)}/metrics", ready_tcp=[ports.amqp], ready_host=broker,
         ),
-        *isolated,
+        *controllers,
         Program(
             name="prometheus",
             command=[

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from chaoslab.errors import LabError
+from chaoslab.lab.certs import operator_files
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.ports import GRPC_SERVICES, SERVICES
 from chaoslab.lab.probes import all_ok, http_ok
 from chaoslab.lab.programs import INFRASTRUCTURE
 from chaoslab.lab.render import write_atomic
 from chaoslab.lab.spec import LabSpec, load_spec
+from services import contract
 
 STOPPED = "STOPPED"
 
@@ -52,7 +54,7 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
             entry["url"] = None
             entry["grpc_addr"] = f"{host}:{ports.service_port(service)}"
         else:
-            entry["url"] = url(ports.service_port(service), host)
+            entry["url"] = spec.service_address(service)  # https with mutual TLS (the gateway's stays http)
         entry["replicas"] = [
             {
                 "name": name,
@@ -79,6 +81,7 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
         "admin_account": spec.admin_account,
         "gateway_url": url(ports.service_port("gateway"), spec.service_host("gateway")),
         "network": network_entry(spec),
+        "tls": tls_entry(spec),
         "services": services,
         "broker": {
             "address": spec.broker_host,
@@ -104,6 +107,15 @@ def network_entry(spec: LabSpec) -> dict[str, Any]:
     net = spec.net
     return {"mode": spec.network, "subnet": str(net.subnet), "bridge": net.bridge, "host_address": net.host_address,
             "endpoints_url": spec.url(spec.ports.endpoints)}
+
+
+def tls_entry(spec: LabSpec) -> dict[str, Any]:
+    """Whether the lab speaks mutual TLS inside and, if so, its CA, trust domain, certificate lifetime, the renewals'
+    URL and the lab's tools' own certificate (the chaos extension publishes to the broker with it)."""
+    if not spec.tls:
+        return {"mode": "off"}
+    return {"mode": "on", "trust_domain": contract.TRUST_DOMAIN, "cert_ttl_s": spec.cert_ttl_s,
+            "certs_url": spec.url(spec.ports.certs), "operator": operator_files(spec)}
 
 
 def write_registry(spec: LabSpec, registry: dict[str, Any]) -> None:

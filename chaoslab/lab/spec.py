@@ -14,7 +14,9 @@ from pathlib import Path
 from chaoslab.errors import LabError
 from chaoslab.lab.network import ISOLATED, LOOPBACK, MODES, NetPlan
 from chaoslab.lab.paths import LabPaths
+from chaoslab.lab.pki import DEFAULT_CERT_TTL_S, MIN_CERT_TTL_S
 from chaoslab.lab.ports import MAX_REPLICAS, SERVICES, PortPlan
+from services import contract
 
 
 def default_replicas() -> dict[str, int]:
@@ -84,10 +86,16 @@ class LabSpec:
     env: dict[str, dict[str, str]] = field(default_factory=dict)
     # "loopback" (every process on 127.0.0.1, no privileges) or "isolated" (chaoslab.lab.network; root)
     network: str = LOOPBACK
+    # Mutual TLS on every internal hop, with certificates of the lab's CA (chaoslab.lab.pki) that live cert_ttl_s
+    tls: bool = True
+    cert_ttl_s: int = DEFAULT_CERT_TTL_S
 
     def __post_init__(self) -> None:
         if self.network not in MODES:
             raise LabError(f"unknown network mode {self.network!r}: choose {' or '.join(MODES)}")
+        if not MIN_CERT_TTL_S <= self.cert_ttl_s <= 30 * 86400:
+            raise LabError(f"a certificate's lifetime of {self.cert_ttl_s} s is out of range: choose "
+                           f"{MIN_CERT_TTL_S} s to 30 days (renewed at half of it)")
 
     @property
     def isolated(self) -> bool:
@@ -136,7 +144,18 @@ class LabSpec:
 
     @property
     def amqp_url(self) -> str:
+        """How the services reach the broker: AMQP over TLS with their certificate as the login (SASL EXTERNAL), or,
+        with --tls off, plain AMQP as the guest user."""
+        if self.tls:
+            return f"amqps://{self.broker_host}:{self.ports.amqp}/?auth=external"
         return f"amqp://guest:guest@{self.broker_host}:{self.ports.amqp}/"
+
+    def service_address(self, service: str) -> str:
+        """Where callers reach a service: a URL (https with mutual TLS) or, for gRPC, host:port."""
+        address = contract.native_address(service, self.base_port, self.service_host(service))
+        if self.tls and not contract.is_edge(service):
+            return address.replace("http://", "https://", 1)
+        return address
 
     def url(self, port: int, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{port}"
@@ -190,6 +209,8 @@ def load_spec(state_dir: str | os.PathLike[str]) -> LabSpec:
         admin_password=str(data.get("admin_password") or secrets.token_urlsafe(18)),
         env={str(k): {str(a): str(b) for a, b in v.items()} for k, v in (data.get("env") or {}).items()},
         network=str(data.get("network") or LOOPBACK),
+        tls=bool(data.get("tls", True)),
+        cert_ttl_s=int(data.get("cert_ttl_s") or DEFAULT_CERT_TTL_S),
     )
 
 

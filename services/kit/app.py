@@ -34,6 +34,7 @@ from services.kit.health import Check, Health
 from services.kit.http_client import Upstream
 from services.kit.http_server import fault_middleware, request_log_middleware, use_problem_answers_for_bad_http
 from services.kit.logs import setup_logging
+from services.kit.mtls import caller_middlewares, client_ssl, load_identity, public_ssl_context
 from services.kit.tokens import VERIFIER, JwksVerifier
 from services.kit.tracing import (
     http_client_trace_configs,
@@ -74,6 +75,7 @@ class Service:
             raise SystemExit(2) from None
         self.public_http = not facts.is_grpc
         self.log = setup_logging(name, self.config.replica, self.config.log_level)
+        self.tls = load_identity(name, self.log)  # mutual TLS (services/kit/mtls.py), None when not configured
         # Tracing first: its instrumentation patches aiohttp before any application or session exists.
         self._tracer_provider = setup_tracing(self.config)
         metrics.register_for(name)
@@ -87,11 +89,13 @@ class Service:
         # A body above MAX_BODY_BYTES is refused (413) before anything parses it.
         self.app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[
             *http_server_middlewares(), request_log_middleware(self.log, measure=self.config.instrumentation),
-            error_middleware(self.log), fault_middleware(self.faults)])
+            error_middleware(self.log), *caller_middlewares(self.tls, name, self.log), fault_middleware(self.faults)])
         self.app[VERIFIER] = self.verifier
         self.admin = admin_app(token=self.config.admin_token, faults=self.faults, health=self.health, log=self.log)
         # The session first: the admin port already answers readiness checks, and the gateway's fetches the JWKS.
         self.lifetime(self._client_session)
+        if self.tls is not None:
+            self.lifetime(self.tls.lifetime)  # renewed certificates are loaded while the replica serves
         self.db: Database | None = None
         if facts.database:
             self.db = Database(self.config.database_url)
@@ -163,7 +167,8 @@ class Service:
 
     async def _client_session(self, _: Service) -> AsyncGenerator[None, None]:
         # Connections to upstreams are reused; the limit keeps a slow upstream from eating every socket.
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=100),
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=100,
+                                                                             ssl=client_ssl(self.tls)),
                                               trace_configs=http_client_trace_configs())
         yield
         await self._session.close()
@@ -223,7 +228,8 @@ class Service:
         if self.public_http:
             public_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=DRAIN_TIMEOUT_S)
             await public_runner.setup()
-            await web.TCPSite(public_runner, self.config.host, self.config.http_port, reuse_port=True).start()
+            await web.TCPSite(public_runner, self.config.host, self.config.http_port, reuse_port=True,
+                              ssl_context=public_ssl_context(self.tls, self.name)).start()
         self.health.serving = True
         self.log.info("started", http_port=self.config.http_port if self.public_http else None,
                       admin_port=self.config.admin_port)

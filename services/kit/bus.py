@@ -4,6 +4,7 @@ that use it (the kit makes these itself rather than through an aio-pika instrume
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -37,11 +38,17 @@ class Topology:
 DEFAULT_HEARTBEAT_S = 5
 
 
-async def connect_broker(amqp_url: str, *, timeout_s: float = 5.0) -> aio_pika.abc.AbstractRobustConnection:
+async def connect_broker(amqp_url: str, *, timeout_s: float = 5.0,
+                         ssl_context: ssl.SSLContext | None = None) -> aio_pika.abc.AbstractRobustConnection:
     """A robust connection: aio-pika reconnects by itself and restores channels, exchanges and queues. Heartbeats
     every AMQP_HEARTBEAT_S / 2 s: a dead connection (a partition, a frozen broker) is noticed within
-    3 x (AMQP_HEARTBEAT_S + 1) s (18 s by default) and reconnected."""
-    return await aio_pika.connect_robust(amqp_url, timeout=timeout_s,
+    3 x (AMQP_HEARTBEAT_S + 1) s (18 s by default) and reconnected.
+
+    Over mutual TLS (`amqps://...?auth=external` and this replica's client context, services.kit.tls) the broker
+    checks the replica's certificate and takes its SPIFFE ID as the user name (SASL EXTERNAL: no password exists);
+    the replica checks the broker's certificate against the CA and the broker's address. A reconnect uses the
+    same context, which holds the latest renewed certificate."""
+    return await aio_pika.connect_robust(amqp_url, timeout=timeout_s, ssl_context=ssl_context,
                                          heartbeat=env_int("AMQP_HEARTBEAT_S", DEFAULT_HEARTBEAT_S),
                                          client_properties={"connection_name": "chaoslab"})
 

@@ -18,6 +18,7 @@ import aio_pika
 from services.contract import ORDER_EVENTS_QUEUE
 from services.kit import metrics
 from services.kit.bus import declare_topology, delivery_count
+from services.kit.tls import Identity
 from services.kit.worker import BrokerWorker, cancelled_under_us
 
 MessageHandler = Callable[[aio_pika.abc.AbstractIncomingMessage, int], Awaitable[None]]
@@ -34,9 +35,9 @@ class Consumer(BrokerWorker):
     retrying = "consumer: broker unavailable, retrying"
 
     def __init__(self, amqp_url: str, handler: MessageHandler, *, delivery_limit: int, prefetch: int,
-                 log: Any) -> None:
+                 log: Any, identity: Identity | None = None) -> None:
         # Close: the connection may be broken already. Stop: the loop ends at once; the drain is _drain's.
-        super().__init__(amqp_url, log, close_timeout_s=3.0, stop_timeout_s=2.0)
+        super().__init__(amqp_url, log, close_timeout_s=3.0, stop_timeout_s=2.0, identity=identity)
         self.queue_name = ORDER_EVENTS_QUEUE
         self.handler = handler
         self.delivery_limit = delivery_limit

@@ -10,8 +10,10 @@ from typing import Any
 import grpc
 
 from services.kit import metrics
+from services.kit.authz import Callers
 from services.kit.faults import FaultRegistry, InjectedAbort, InjectedError, apply_fault
 from services.kit.grpc_handlers import Behaviour, UnaryServerInterceptor
+from services.kit.tls import Identity, grpc_peer_uri
 from services.kit.tracing import grpc_server_interceptors
 
 # Clients are told to reconnect after this long (plus the grace for calls in flight). Replicas share one port
@@ -69,10 +71,39 @@ class GrpcFaultInterceptor(UnaryServerInterceptor):
         return None
 
 
-def grpc_server(faults: FaultRegistry, *, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Server:
-    """A grpc.aio server bound later by the caller; interceptors: metrics outermost (they see the final code),
-    then tracing (the span covers injected faults), then this replica's faults."""
-    interceptors = [GrpcMetricsInterceptor(), *grpc_server_interceptors(), GrpcFaultInterceptor(faults)]
+class GrpcCallerInterceptor(UnaryServerInterceptor):
+    """Authorization by caller identity (authz.py) for gRPC: PERMISSION_DENIED before the method runs."""
+
+    def __init__(self, callers: Callers) -> None:
+        self.callers = callers
+
+    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
+        async def authorized(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            uri = grpc_peer_uri(context)
+            if self.callers.check(uri, "grpc", method) is None:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, self.callers.detail(uri))
+            return await behaviour(request, context)
+
+        return authorized
+
+
+def bind(server: grpc.aio.Server, address: str, identity: Identity | None) -> None:
+    """Listen on `address`: with mutual TLS when the replica has an identity (every caller shows a certificate of
+    the CA; the credentials follow its renewals), else plain."""
+    bound = (server.add_secure_port(address, identity.grpc_server_credentials()) if identity is not None
+             else server.add_insecure_port(address))
+    if bound == 0:
+        raise RuntimeError(f"cannot bind the gRPC port {address}")
+
+
+def grpc_server(faults: FaultRegistry, *, options: list[tuple[str, Any]] | None = None,
+                callers: Callers | None = None) -> grpc.aio.Server:
+    """A grpc.aio server bound later by the caller (`bind`); interceptors: metrics outermost (they see the final
+    code), then tracing (the span covers refusals and injected faults), then, with `callers`, the caller's
+    authorization, then this replica's faults."""
+    authorization = [GrpcCallerInterceptor(callers)] if callers is not None else []
+    interceptors = [GrpcMetricsInterceptor(), *grpc_server_interceptors(), *authorization,
+                    GrpcFaultInterceptor(faults)]
     base = [
         ("grpc.so_reuseport", 1),
         ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),

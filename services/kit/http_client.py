@@ -148,7 +148,10 @@ class Upstream:
         params: Mapping[str, str] | None,
         client_timeout: aiohttp.ClientTimeout,
     ) -> UpstreamResponse:
+        # server_hostname: over mutual TLS the upstream's certificate must be the one the CA made for its name
+        # (services.kit.tls); plain HTTP ignores it.
         async with self._session().request(
-            method, self.base_url + path, data=body, headers=headers, params=params, timeout=client_timeout
+            method, self.base_url + path, data=body, headers=headers, params=params, timeout=client_timeout,
+            server_hostname=self.name,
         ) as resp:
             return UpstreamResponse(resp.status, dict(resp.headers), await resp.read())

@@ -49,6 +49,35 @@ db_storage_full_total = Counter(
     "db_storage_full_total", "Writes refused because the database's storage is full (answered 503)."
 )
 
+# -- mutual TLS and caller authorization (services/kit/tls.py, handshakes.py, authz.py) --------------------------
+tls_handshake_failures_total = Counter(
+    "tls_handshake_failures_total",
+    "TLS handshakes that failed, by side (server: a caller's handshake here; client: ours to an upstream), peer "
+    "(the upstream's name on the client side; unknown on the server side, where the peer is not yet known) and "
+    "reason (no_certificate, expired, unknown_ca, bad_certificate, wrong_name, other).",
+    ["side", "peer", "reason"],
+)
+authz_denied_total = Counter(
+    "authz_denied_total",
+    "Calls refused because the caller may not call this service (403 caller-not-allowed or PERMISSION_DENIED), by "
+    "the caller's identity (a service, or unknown), the callee and the protocol.",
+    ["caller", "callee", "protocol"],
+)
+tls_certificate_expiry_timestamp_seconds = Gauge(
+    "tls_certificate_expiry_timestamp_seconds",
+    "When this replica's certificate expires (Unix time), by the identity it carries.",
+    ["identity"],
+)
+tls_certificate_not_before_timestamp_seconds = Gauge(
+    "tls_certificate_not_before_timestamp_seconds",
+    "When this replica's certificate became valid (Unix time), by the identity it carries: with the expiry, its "
+    "lifetime (CertificateExpiringSoon compares what is left with it).",
+    ["identity"],
+)
+tls_certificate_loads_total = Counter(
+    "tls_certificate_loads_total", "Certificates this replica loaded (the first, then one per renewal)."
+)
+
 # -- service-specific (registered by their owner) ---------------------------------------------------------
 _OWN = {"registry": None}
 gateway_ratelimit_rejections_total = Counter(

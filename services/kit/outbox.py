@@ -34,6 +34,7 @@ from services.kit.worker import BrokerWorker
 
 if TYPE_CHECKING:
     from services.kit.app import Service
+    from services.kit.tls import Identity
 
 PUBLISH_TIMEOUT_S = 10.0
 BACKLOG_EVERY_S = 1.0
@@ -54,9 +55,10 @@ class OutboxRelay(BrokerWorker):
     retrying = "outbox relay: publish failed, retrying"
 
     def __init__(self, db: Database, table: Table, amqp_url: str, *, exchange: str, app_id: str,
-                 tracer: trace.Tracer, log: Any, poll_s: float, batch: int = 100, lease_s: float = 10.0) -> None:
+                 tracer: trace.Tracer, log: Any, poll_s: float, batch: int = 100, lease_s: float = 10.0,
+                 identity: Identity | None = None) -> None:
         # Close: the connection may be broken already. Stop: finish the batch in hand (nothing is published twice).
-        super().__init__(amqp_url, log, close_timeout_s=2.0, stop_timeout_s=5.0)
+        super().__init__(amqp_url, log, close_timeout_s=2.0, stop_timeout_s=5.0, identity=identity)
         self.db = db
         self.table = table
         self.exchange_name = exchange

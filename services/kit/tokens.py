@@ -13,7 +13,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from services.contract import ANY_USER, JWKS_PATH, JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
+from services.contract import ANY_USER, AUTH, JWKS_PATH, JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
 from services.kit.config import env_float
 from services.kit.errors import ApiError
 
@@ -90,7 +90,8 @@ class JwksVerifier:
         async with self._lock:
             self._attempted_at = time.monotonic()
             try:
-                async with self._session().get(self._url, timeout=self._timeout) as resp:
+                # over mutual TLS, auth's certificate must be the one made for auth (services.kit.tls)
+                async with self._session().get(self._url, timeout=self._timeout, server_hostname=AUTH.name) as resp:
                     if resp.status != 200:
                         return False
                     jwks = await resp.json()

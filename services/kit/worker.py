@@ -17,6 +17,7 @@ from services.kit.bus import connect_broker
 
 if TYPE_CHECKING:
     from services.kit.app import Service
+    from services.kit.tls import Identity
 
 FIRST_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 5.0
@@ -36,8 +37,10 @@ class BrokerWorker:
 
     retrying = "broker worker: failed, retrying"
 
-    def __init__(self, amqp_url: str, log: Any, *, close_timeout_s: float, stop_timeout_s: float) -> None:
+    def __init__(self, amqp_url: str, log: Any, *, close_timeout_s: float, stop_timeout_s: float,
+                 identity: Identity | None = None) -> None:
         self.amqp_url = amqp_url
+        self.identity = identity  # with one, the connection is mutual TLS (bus.connect_broker)
         self.log = log
         self.connection: aio_pika.abc.AbstractConnection | None = None
         self.channel: aio_pika.abc.AbstractChannel | None = None
@@ -70,7 +73,8 @@ class BrokerWorker:
                 try:
                     if not self._connected():
                         await self.close()
-                        self.connection = await connect_broker(self.amqp_url)
+                        context = self.identity.client_context if self.identity is not None else None
+                        self.connection = await connect_broker(self.amqp_url, ssl_context=context)
                         await self._connect()
                     pause = await self._work()
                     backoff = FIRST_BACKOFF_S

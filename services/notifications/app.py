@@ -204,7 +204,8 @@ def create_service() -> Service:
     svc.metadata(metadata)
     delivery_limit = max(1, env_int("DELIVERY_LIMIT", 3))
     consumer = Consumer(svc.config.amqp_url, OrderEvents(svc.app[DATABASE], delivery_limit),
-                        delivery_limit=delivery_limit, prefetch=max(1, env_int("PREFETCH", 20)), log=svc.log)
+                        delivery_limit=delivery_limit, prefetch=max(1, env_int("PREFETCH", 20)), log=svc.log,
+                        identity=svc.tls)
 
     async def consuming() -> bool:
         return consumer.consuming

@@ -246,9 +246,11 @@ def create_service() -> Service:
         fail_max=env_int("BREAKER_FAIL_MAX", 5),
         reset_s=env_float("BREAKER_RESET_S", 5.0),
         channels=max(1, env_int("PAYMENTS_CHANNELS", DEFAULT_CHANNELS)),
+        identity=svc.tls,
     )
     relay = OutboxRelay(svc.app[DATABASE], outbox, svc.config.amqp_url, exchange=EXCHANGE, app_id=svc.name,
-                        tracer=tracer, log=svc.log, poll_s=env_float("OUTBOX_POLL_S", 0.2))
+                        tracer=tracer, log=svc.log, poll_s=env_float("OUTBOX_POLL_S", 0.2),
+                        identity=svc.tls)
     svc.app[USERS] = svc.upstream(contract.USERS, retries=2)
     svc.app[PAYMENTS] = Payments(payments)
     svc.lifetime(payments.lifetime)  # grpc.aio channels belong to the running loop: they open in it

@@ -33,7 +33,8 @@ from services.kit import metrics
 from services.kit.app import Service
 from services.kit.config import env_float, env_int
 from services.kit.db import DATABASE, Database
-from services.kit.grpc_server import grpc_server
+from services.kit.grpc_server import bind, grpc_server
+from services.kit.mtls import callers
 from services.proto import payments_pb2, payments_pb2_grpc
 
 from .models import metadata, payments
@@ -161,10 +162,9 @@ class ChargeServer:
             ("grpc.max_concurrent_streams", 1000),
             # orders pings every 10 s while it has calls open (keepalive); allow that.
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-        ])
+        ], callers=callers(svc.tls, svc.name, svc.log))
         payments_pb2_grpc.add_PaymentsServicer_to_server(self.servicer, server)
-        if server.add_insecure_port(self.address) == 0:
-            raise RuntimeError(f"cannot bind the gRPC port {self.address}")
+        bind(server, self.address, svc.tls)  # mutual TLS when the replica has an identity
         await server.start()
         self._server = server
         provider = self.servicer.provider

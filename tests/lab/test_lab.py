@@ -23,9 +23,9 @@ from support.waiting import eventually
 
 pytestmark = pytest.mark.lab
 
-REGISTRY_KEYS = {"state_dir", "base_port", "admin_token", "admin_account", "gateway_url", "network", "services",
+REGISTRY_KEYS = {"state_dir", "base_port", "admin_token", "admin_account", "gateway_url", "network", "tls", "services",
                  "broker", "prometheus_url", "alertmanager_url", "webhook_url", "processes"}
-INFRASTRUCTURE = {"rabbitmq", "prometheus", "alertmanager", "webhook"}
+INFRASTRUCTURE = {"rabbitmq", "certs", "prometheus", "alertmanager", "webhook"}  # certs: mutual TLS is on by default
 
 
 
@@ -40,13 +40,19 @@ def test_status_json_is_the_registry_of_the_contract(lab: dict[str, Any]) -> Non
         f"http://127.0.0.1:{base + 20}", f"http://127.0.0.1:{base + 21}", f"http://127.0.0.1:{base + 22}")
     assert reg["network"] == {"mode": "loopback"}
     assert reg["admin_account"]["email"] and len(reg["admin_account"]["password"]) >= 10
-    assert reg["broker"] == {"address": "127.0.0.1", "amqp_url": f"amqp://guest:guest@127.0.0.1:{base + 10}/",
+    state = Path(lab["state_dir"]) / "pki"
+    assert reg["tls"] == {"mode": "on", "trust_domain": "chaoslab", "cert_ttl_s": 3600,
+                          "certs_url": f"http://127.0.0.1:{base + 24}",
+                          "operator": {"cert_file": str(state / "chaoslab" / "cert.pem"),
+                                       "key_file": str(state / "chaoslab" / "key.pem"),
+                                       "ca_file": str(state / "ca.pem")}}
+    assert reg["broker"] == {"address": "127.0.0.1", "amqp_url": f"amqps://127.0.0.1:{base + 10}/?auth=external",
                              "metrics_url": f"http://127.0.0.1:{base + 12}/metrics",
                              "node": f"chaoslab-{base}@localhost", "state": "RUNNING"}
     assert list(reg["services"]) == list(SERVICES)
     assert reg["services"]["payments"]["url"] is None
     assert reg["services"]["payments"]["grpc_addr"] == f"127.0.0.1:{base + 4}"
-    assert reg["services"]["orders"]["url"] == f"http://127.0.0.1:{base + 3}"
+    assert reg["services"]["orders"]["url"] == f"https://127.0.0.1:{base + 3}"  # mutual TLS inside the shop
     wanted = load_spec(lab["state_dir"]).replicas  # the session lab runs two payments replicas
     for service in SERVICES:
         replicas = reg["services"][service]["replicas"]

@@ -84,7 +84,7 @@ def test_the_spec_keeps_its_secrets(tmp_path: Path) -> None:
 
 
 def test_service_environment_follows_the_contract(tmp_path: Path) -> None:
-    spec = LabSpec(tmp_path, 20000)
+    spec = LabSpec(tmp_path, 20000, tls=False)
     env = service_env(spec, "orders", 2)
     assert env["HTTP_PORT"] == "20003" and env["ADMIN_PORT"] == "20161" and env["REPLICA_ID"] == "orders-2"
     assert env["AMQP_URL"] == "amqp://guest:guest@127.0.0.1:20010/"
@@ -92,6 +92,16 @@ def test_service_environment_follows_the_contract(tmp_path: Path) -> None:
     assert env["AUTH_URL"] == "http://127.0.0.1:20001" and env["USERS_URL"] == "http://127.0.0.1:20002"
     assert env["PAYMENTS_GRPC_ADDR"] == "127.0.0.1:20004" and env["SPANS_DIR"] == f"{tmp_path}/spans"
     assert env["ADMIN_TOKEN"] == spec.admin_token
+    assert not {"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE"} & set(env)
+    # mutual TLS (the default): https between services, AMQP over TLS with the certificate as login, and the
+    # replica's own certificate, which no --env override can replace
+    secure = LabSpec(tmp_path, 20000, env={"orders": {"TLS_CERT_FILE": "/elsewhere.pem"}})
+    env = service_env(secure, "orders", 2)
+    assert env["AMQP_URL"] == "amqps://127.0.0.1:20010/?auth=external"
+    assert env["AUTH_URL"] == "https://127.0.0.1:20001" and env["USERS_URL"] == "https://127.0.0.1:20002"
+    assert env["PAYMENTS_GRPC_ADDR"] == "127.0.0.1:20004"
+    assert (env["TLS_CERT_FILE"], env["TLS_KEY_FILE"], env["TLS_CA_FILE"]) == (
+        f"{tmp_path}/pki/orders-2/cert.pem", f"{tmp_path}/pki/orders-2/key.pem", f"{tmp_path}/pki/ca.pem")
     payments = service_env(spec, "payments", 1)
     assert payments["GRPC_PORT"] == "20004" and "HTTP_PORT" not in payments
     templated = LabSpec(tmp_path, 20000, database_url_template="postgresql+asyncpg://pg@127.0.0.1:5432/lab_{service}")
@@ -183,10 +193,16 @@ def test_amtool_accepts_the_alertmanager_configs(tmp_path: Path) -> None:
 
 
 def test_rabbitmq_is_private_and_shows_every_queue(tmp_path: Path) -> None:
-    text = rabbitmq_conf(LabSpec(tmp_path, 20000))
+    text = rabbitmq_conf(LabSpec(tmp_path, 20000, tls=False))
     assert "listeners.tcp.local = 127.0.0.1:20010" in text
     assert "prometheus.tcp.port = 20012" in text and "prometheus.tcp.ip = 127.0.0.1" in text
     assert "prometheus.return_per_object_metrics = true" in text
+    # mutual TLS: no plain listener, only TLS with a client certificate, and the certificate is the login
+    text = rabbitmq_conf(LabSpec(tmp_path, 20000))
+    assert "listeners.tcp = none" in text and "listeners.ssl.local = 127.0.0.1:20010" in text
+    assert "ssl_options.fail_if_no_peer_cert = true" in text and "auth_mechanisms.1 = EXTERNAL" in text
+    assert "ssl_cert_login_san_type = uri" in text and "prometheus.tcp.port = 20012" in text
+    assert "listeners.tcp.local" not in text and "loopback_users" not in text
 
 
 @needs_stack
