@@ -8,9 +8,9 @@ carry no ports.
 
 Modules: lab (the handle), actions and probes (the extension, each with `__all__`), broker (AMQP from an
 activity), crash (a kill through the replica's admin API, over once the replica is gone: compose), marks (when the
-last fault went in, for the probes that measure from it); beside the extension, the
-runner behind `chaoslab chaos run`: runner (one `chaos run`, its load and leftovers), verdict (a journal's
-verdict), report (its tables), experiments (finding and linting chaos/*.json).
+last fault went in, for the probes that measure from it), annotations (a control that posts each experiment to
+Grafana); beside the extension, the runner behind `chaoslab chaos run`: runner (one `chaos run`, its load and
+leftovers), verdict (a journal's verdict), report (its tables), experiments (finding and linting chaos/*.json).
 """
 
 from __future__ import annotations

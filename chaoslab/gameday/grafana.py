@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 
@@ -39,8 +39,8 @@ def _session(url: str, token: str | None) -> tuple[requests.Session, str]:
     """A session with the credentials and the API's base URL (user:password taken out of the URL)."""
     session = requests.Session()
     parts = urlsplit(url)
-    if parts.username is not None:  # http://user:password@host:3000
-        session.auth = (parts.username, parts.password or "")
+    if parts.username is not None:  # http://user:password@host:3000, percent-encoded as in any URL
+        session.auth = (unquote(parts.username), unquote(parts.password or ""))
         netloc = parts.hostname or ""
         if parts.port:
             netloc += f":{parts.port}"
