@@ -173,7 +173,7 @@ def test_your_own_locustfile_through_chaoslab_load(cli: Cli, workdir: Path) -> N
         done.stderr
     (workdir / "broken_locustfile.py").write_text(USERS.replace("def nowhere(self):", "def nowhere(self)"))
     done = cli("load", "smoke", "--locustfile", "broken_locustfile.py")
-    assert done.returncode == 2 and "broken_locustfile.py:15:" in done.stderr and "not valid Python" in done.stderr
+    assert done.returncode == 2 and "broken_locustfile.py:16:" in done.stderr and "not valid Python" in done.stderr
 
 
 @pytest.mark.slow
@@ -213,7 +213,7 @@ def test_the_write_your_own_docs_name_real_commands() -> None:
                 continue
             path = []
             for word in words[1:]:
-                if not word.replace("-", "").isalpha():
+                if word.startswith("-") or not word.replace("-", "").isalpha():
                     break
                 path.append(word)
             commands.add(tuple(path[:2]))
