@@ -58,15 +58,15 @@ class AlertRule:
         }
 
 
-def slo_recording_rules(profile: Profile) -> list[RecordingRule]:
-    """Every SLO's error ratio over every burn-rate window the profile uses."""
+def slo_recording_rules(profile: Profile, windows: tuple[str, ...] = slos.BURN_WINDOWS) -> list[RecordingRule]:
+    """Every SLO's error ratio over each of `windows` (every burn-rate window by default), as the profile scales it."""
     return [
         RecordingRule(
             record=slos.recorded_error_ratio(profile.window(window)),
             expr=item.error_ratio(profile.window(window)),
             labels={"slo": item.name, "service": item.service, "slo_kind": item.kind},
         )
-        for window in slos.BURN_WINDOWS
+        for window in windows
         for item in slos.SLOS
     ]
 
@@ -75,9 +75,9 @@ def _burn_name(item: slos.SLO, alert: slos.BurnAlert) -> str:
     return f"{item.kind.capitalize()}BurnRate{alert.suffix}"
 
 
-def burn_rate_alerts(profile: Profile) -> list[AlertRule]:
+def burn_rate_alerts(profile: Profile, which: tuple[slos.BurnAlert, ...] = slos.BURN_ALERTS) -> list[AlertRule]:
     rules = []
-    for alert in slos.BURN_ALERTS:
+    for alert in which:
         pairs = " or ".join(
             f"{profile.window(p.long)}/{profile.window(p.short)} at {p.factor:g}x" for p in alert.windows
         )

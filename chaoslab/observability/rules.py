@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from chaoslab.observability import alerts
+from chaoslab.observability import alerts, slos
 from chaoslab.observability.profiles import Profile, get_profile
 
 GENERATED_HEADER = (
@@ -19,19 +19,26 @@ def rule_groups(profile: Profile) -> list[dict[str, Any]]:
     """Rule groups in evaluation order.
 
     SLO recording rules share a group with the burn-rate alerts that read them: rules of one group run
-    in order, so each alert sees the ratios recorded in the same evaluation, never a stale one.
+    in order, so each alert sees the ratios recorded in the same evaluation, never a stale one. The slow burn's
+    own windows (1d, 2h, 3d) and its alerts are a group of their own, evaluated at the profile's slower pace; the
+    window it shares with the fast burn (6h) it reads as the fast group last recorded it.
     """
-    by_group: list[tuple[str, list[Any]]] = [
-        ("chaoslab-slo", [*alerts.slo_recording_rules(profile), *alerts.burn_rate_alerts(profile)]),
-        ("chaoslab-targets", alerts.service_alerts(profile)),
-        ("chaoslab-capacity", alerts.capacity_alerts(profile)),
-        ("chaoslab-messaging", alerts.messaging_alerts(profile)),
+    fast, slow = slos.FAST_BURN_WINDOWS, slos.SLOW_ONLY_BURN_WINDOWS
+    by_group: list[tuple[str, list[Any], str | None]] = [
+        ("chaoslab-slo", [*alerts.slo_recording_rules(profile, fast),
+                          *alerts.burn_rate_alerts(profile, slos.FAST_BURN_ALERTS)], profile.evaluation_interval),
+        ("chaoslab-slo-slow", [*alerts.slo_recording_rules(profile, slow),
+                               *alerts.burn_rate_alerts(profile, slos.SLOW_BURN_ALERTS)],
+         profile.slow_evaluation_interval or profile.evaluation_interval),
+        ("chaoslab-targets", alerts.service_alerts(profile), profile.evaluation_interval),
+        ("chaoslab-capacity", alerts.capacity_alerts(profile), profile.evaluation_interval),
+        ("chaoslab-messaging", alerts.messaging_alerts(profile), profile.evaluation_interval),
     ]
     groups = []
-    for name, rules in by_group:
+    for name, rules, interval in by_group:
         group: dict[str, Any] = {"name": f"{name}-{profile.name}"}
-        if profile.evaluation_interval:
-            group["interval"] = profile.evaluation_interval
+        if interval:
+            group["interval"] = interval
         group["rules"] = [rule.to_dict() for rule in rules]
         groups.append(group)
     return groups

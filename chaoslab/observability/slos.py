@@ -175,9 +175,19 @@ BURN_ALERTS: tuple[BurnAlert, ...] = (
     # 3x for 1d (or 1x for 3d) spends 10% of it: a ticket for working hours.
     BurnAlert("Slow", "ticket", (BurnWindow("1d", "2h", 3), BurnWindow("3d", "6h", 1)), "15m"),
 )
-BURN_WINDOWS: tuple[str, ...] = tuple(
-    sorted({w for a in BURN_ALERTS for p in a.windows for w in (p.long, p.short)}, key=parse_duration)
-)
+
+
+def _windows(alerts: tuple[BurnAlert, ...]) -> tuple[str, ...]:
+    return tuple(sorted({w for a in alerts for p in a.windows for w in (p.long, p.short)}, key=parse_duration))
+
+
+BURN_WINDOWS: tuple[str, ...] = _windows(BURN_ALERTS)
+# The rule groups split by pace (chaoslab/observability/rules.py): pages in the fast group with every window they
+# read; tickets in a slower one with the windows only they read (the 1-day and 3-day ones are the costly ones).
+FAST_BURN_ALERTS = tuple(a for a in BURN_ALERTS if a.severity == "page")
+SLOW_BURN_ALERTS = tuple(a for a in BURN_ALERTS if a.severity != "page")
+FAST_BURN_WINDOWS = _windows(FAST_BURN_ALERTS)
+SLOW_ONLY_BURN_WINDOWS = tuple(w for w in _windows(SLOW_BURN_ALERTS) if w not in FAST_BURN_WINDOWS)
 
 
 def recorded_error_ratio(window: str) -> str:

@@ -116,3 +116,24 @@ def test_native_windows_hold_four_scrapes() -> None:
 def test_native_groups_evaluate_every_two_seconds(repo_root: Path) -> None:
     groups = yaml.safe_load((repo_root / rules.rule_path("native")).read_text())["groups"]
     assert {g.get("interval") for g in groups} == {"2s"}
+
+
+def test_the_day_long_windows_are_evaluated_in_a_slower_group_of_their_own(repo_root: Path) -> None:
+    """Recomputing the 1-day and 3-day SLO windows at the server's pace kept cores busy in compose (issue 24): in
+    the standard profile they and the slow-burn tickets that read them are a group evaluated every 5 minutes; the
+    pages and every window they read stay in the group at the server's pace, so no page waits for the slow one."""
+    groups = {g["name"]: g for g in yaml.safe_load((repo_root / rules.rule_path("standard")).read_text())["groups"]}
+    fast, slow = groups["chaoslab-slo-standard"], groups["chaoslab-slo-slow-standard"]
+    assert slow.get("interval") == "5m" and "interval" not in fast
+
+    def windows(group: dict) -> set[str]:
+        return {w for rule in group["rules"] for w in re.findall(r"\[(\w+)\]", rule["expr"])}
+
+    assert {"1d", "3d"} <= windows(slow) and not {"1d", "2h", "3d"} & windows(fast)
+    assert {r["alert"] for r in slow["rules"] if "alert" in r} == {"AvailabilityBurnRateSlow", "LatencyBurnRateSlow"}
+    assert {r["alert"] for r in fast["rules"] if "alert" in r} == {"AvailabilityBurnRateFast", "LatencyBurnRateFast"}
+    # Every recorded ratio an alert reads is recorded by some group.
+    recorded = {r["record"] for g in groups.values() for r in g["rules"] if "record" in r}
+    read = {m for g in groups.values() for r in g["rules"] if "alert" in r
+            for m in re.findall(r"slo:sli_error:ratio_rate\w+", r["expr"])}
+    assert read and read <= recorded
