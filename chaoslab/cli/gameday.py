@@ -1,7 +1,9 @@
 """`chaoslab gameday [--plan quick|full|FILE]`: the lab's main job (chaoslab.gameday does the work).
 
 Exit codes: 0 every verdict passed, 1 a verdict failed (the table and junit.xml name it), 2 the plan is not
-valid, 130 interrupted. Heavy imports (Chaos Toolkit, Locust's helpers, Jinja2) wait until the command runs.
+valid, 3 no verdict failed but some are inconclusive (the telemetry they rest on was impaired), 4 another command
+holds the lab's lease, 130 interrupted. Heavy imports (Chaos Toolkit, Locust's helpers, Jinja2) wait until the
+command runs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import typer
 
 from chaoslab.cli.console import errors, out, waiting
 from chaoslab.cli.options import RUNS_DIR, STATE_DIR, RunsDir, StartBasePort, StateDir, Wait
-from chaoslab.errors import FAILED, INTERRUPTED
+from chaoslab.errors import FAILED, INTERRUPTED, RUN_FAILED
 from chaoslab.lab.lease import lease
 
 app = typer.Typer()
@@ -61,7 +63,8 @@ def gameday(
         result = runner.run(chosen, options, ui)
     verdicts = result.all_verdicts()
     ui.console.print(verdict_table(verdicts, f"gameday {chosen.name}: every verdict"))
-    failed = [v for v in verdicts if not v.passed]
+    failed = [v for v in verdicts if v.status == "failed"]
+    inconclusive = [v for v in verdicts if v.status == "inconclusive"]
     where = f"report: {result.run_dir / 'report.html'}  junit: {result.run_dir / 'junit.xml'}"
     if result.interrupted:
         ui.console.print(f"[bold red]INTERRUPTED[/] after {result.duration_s:g} s; {where}", highlight=False)
@@ -70,5 +73,10 @@ def gameday(
         ui.console.print(f"[bold red]FAILED[/]: {len(failed)} of {len(verdicts)} verdicts failed "
                          f"({', '.join(v.id for v in failed)}) in {result.duration_s:g} s; {where}", highlight=False)
         raise typer.Exit(FAILED)
+    if inconclusive:
+        ui.console.print(f"[bold yellow]INCONCLUSIVE[/]: {len(inconclusive)} of {len(verdicts)} verdicts rest on "
+                         f"impaired evidence ({', '.join(v.id for v in inconclusive)}); nothing failed, but this run "
+                         f"proves nothing about them; {where}", highlight=False)
+        raise typer.Exit(RUN_FAILED)
     ui.console.print(f"[bold green]PASSED[/]: all {len(verdicts)} verdicts in {result.duration_s:g} s; {where}",
                      highlight=False)

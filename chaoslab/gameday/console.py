@@ -48,8 +48,9 @@ def verdict_table(verdicts: list[Verdict], title: str) -> Table:
     for column in ("", "suite", "verdict", "measured", "bound", "detail"):
         table.add_column(column, overflow="fold")
     for v in verdicts:
-        mark = "[green]✔[/]" if v.passed else "[bold red]✘[/]"
-        table.add_row(mark, escape(v.suite), escape(v.name), measured_text(v), bound_text(v), escape(v.detail))
+        mark = "[yellow]?[/]" if v.inconclusive else "[green]✔[/]" if v.passed else "[bold red]✘[/]"
+        detail = v.detail + (f" [inconclusive: {v.inconclusive}]" if v.inconclusive else "")
+        table.add_row(mark, escape(v.suite), escape(v.name), measured_text(v), bound_text(v), escape(detail))
     return table
 
 

@@ -25,12 +25,14 @@ def render(name: str, verdicts: list[Verdict], durations: dict[str, float] | Non
     for v in verdicts:
         suites.setdefault(v.suite, []).append(v)
     durations = durations or {}
-    failed = sum(1 for v in verdicts if not v.passed)
-    root = ET.Element("testsuites", name=name, tests=str(len(verdicts)), failures=str(failed), errors="0",
+    failed = sum(1 for v in verdicts if v.status == "failed")
+    errors = sum(1 for v in verdicts if v.status == "inconclusive")
+    root = ET.Element("testsuites", name=name, tests=str(len(verdicts)), failures=str(failed), errors=str(errors),
                       time=f"{sum(durations.values()):.3f}")
     for suite, items in suites.items():
         element = ET.SubElement(root, "testsuite", name=f"gameday.{suite}", tests=str(len(items)),
-                                failures=str(sum(1 for v in items if not v.passed)), errors="0", skipped="0",
+                                failures=str(sum(1 for v in items if v.status == "failed")),
+                                errors=str(sum(1 for v in items if v.status == "inconclusive")), skipped="0",
                                 time=f"{durations.get(suite, 0.0):.3f}")
         if properties:
             props = ET.SubElement(element, "properties")
@@ -38,7 +40,10 @@ def render(name: str, verdicts: list[Verdict], durations: dict[str, float] | Non
                 ET.SubElement(props, "property", name=key, value=value)
         for v in items:
             case = ET.SubElement(element, "testcase", classname=f"gameday.{suite}", name=v.name, time="0")
-            if not v.passed:
+            if v.inconclusive:  # the evidence was impaired: an error of the run, not a failure of the system
+                error = ET.SubElement(case, "error", message=f"inconclusive: {v.inconclusive}", type="Inconclusive")
+                error.text = f"{v.id}: inconclusive: {v.inconclusive}"
+            elif not v.passed:
                 failure = ET.SubElement(case, "failure", message=_message(v), type="VerdictFailed")
                 failure.text = f"{v.id}: {_message(v)}"
             else:

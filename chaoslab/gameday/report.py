@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, StrictUndefined
+from markupsafe import Markup
 
 from chaoslab.gameday import svg
 from chaoslab.gameday.console import bound_text, measured_text
@@ -19,7 +20,13 @@ from chaoslab.gameday.verdicts import Verdict
 
 def _verdict(data: dict[str, Any]) -> Verdict:
     return Verdict(data["suite"], data["name"], data["passed"], data.get("measured"), data.get("bound"),
-                   data.get("unit", ""), data.get("detail", ""), bool(data.get("at_least")))
+                   data.get("unit", ""), data.get("detail", ""), bool(data.get("at_least")),
+                   data.get("inconclusive", ""), data.get("predicted"))
+
+
+def _mark(v: Verdict) -> Markup:
+    cls, sign = {"inconclusive": ("warn", "?"), "passed": ("pass", "✔"), "failed": ("fail", "✘")}[v.status]
+    return Markup(f'<td class="{cls}" title="{v.status}">{sign}</td>')
 
 
 def _secs(value: float | None) -> str:
@@ -38,6 +45,7 @@ def _environment() -> Environment:
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update({
         "measured": lambda v: measured_text(v),
+        "mark": _mark,
         "bound": lambda v: bound_text(v),
         "clock": svg.clock,
         "clock_at": lambda at, start: "-" if at is None else svg.clock(at - start),

@@ -13,7 +13,7 @@ h1{font-size:24px;margin:6px 0}h2{font-size:19px;margin:30px 0 8px;border-bottom
 h3{font-size:16px;margin:22px 0 6px}h4{font-size:14px;margin:14px 0 4px}
 table{border-collapse:collapse;margin:6px 0 12px;background:#fff}th,td{border:1px solid #e5e7eb;padding:3px 8px;
 text-align:left;vertical-align:top}th{background:#f3f4f6;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.pass{color:#15803d;font-weight:600}.fail{color:#b91c1c;font-weight:700}
+.pass{color:#15803d;font-weight:600}.fail{color:#b91c1c;font-weight:700}.warn{color:#b45309;font-weight:700}
 .badge{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:700}
 .badge.pass{background:#16a34a;color:#fff}.badge.fail{background:#dc2626;color:#fff}
 .meta{color:#4b5563}.box{background:#fff;border:1px solid #e5e7eb;border-radius:6px;padding:8px 12px;margin:8px 0}
@@ -30,7 +30,7 @@ details{margin:4px 0}summary{cursor:pointer;color:#1d4ed8}
  data-passed="{{ 'true' if passed else 'false' }}">{{ "PASSED" if passed else "FAILED" }}</span></h1>
 <p class="meta">{{ plan.description }}</p>
 <p class="meta">started {{ started|utc }} · {{ duration|clock }} ({{ duration }} s) · {{ counts.passed }} of {{ counts.total }}
- verdicts passed{% if interrupted %} · <span class="fail">interrupted</span>{% endif %} · plan <code>{{ plan.source }}</code>
+ verdicts passed{% if counts.inconclusive %} · <span class="warn">{{ counts.inconclusive }} inconclusive</span>{% endif %}{% if interrupted %} · <span class="fail">interrupted</span>{% endif %} · plan <code>{{ plan.source }}</code>
  · lab <code>{{ lab.state_dir }}</code> (base port {{ lab.base_port }}{% if lab.started_by_gameday %}, started by the
  gameday in {{ lab.startup_s }} s{% endif %})</p>
 {% for note in notes %}<p class="meta">{{ note }}</p>{% endfor %}
@@ -38,9 +38,9 @@ details{margin:4px 0}summary{cursor:pointer;color:#1d4ed8}
 <h2 id="verdicts">Verdicts</h2>
 <table id="verdict-table"><tr><th></th><th>suite</th><th>verdict</th><th>measured</th><th>bound</th><th>detail</th></tr>
 {% for v in verdicts %}<tr class="verdict" data-id="{{ v.id }}" data-suite="{{ v.suite }}" data-name="{{ v.name }}"
- data-passed="{{ 'true' if v.passed else 'false' }}"><td class="{{ 'pass' if v.passed else 'fail' }}">{{ "✔" if v.passed else "✘" }}</td>
+ data-passed="{{ 'true' if v.passed else 'false' }}" data-status="{{ v.status }}">{{ v|mark }}
 <td>{{ v.suite }}</td><td>{{ v.name }}</td><td class="num">{{ v|measured }}</td><td class="num">{{ v|bound }}</td>
-<td>{{ v.detail }}</td></tr>
+<td>{{ v.detail }}{% if v.inconclusive %} <span class="warn">inconclusive: {{ v.inconclusive }}</span>{% endif %}</td></tr>
 {% endfor %}</table>
 
 <h2 id="timeline">Timeline</h2>
@@ -73,8 +73,9 @@ dashboards' own queries). <span class="fault-key"></span> fault windows.</p>
 {% if e.fault %}<p>fault: <b>{{ e.fault.injected_by }}</b> at {{ (e.fault.start - started)|clock }} → undone by
 <b>{{ e.fault.undone_by }}</b> at {{ (e.fault.end - started)|clock }} ({{ "%.1f"|format(e.fault.end - e.fault.start) }} s)</p>{% endif %}
 <table><tr><th></th><th>verdict</th><th>measured</th><th>bound</th><th>detail</th></tr>
-{% for v in e.verdicts %}<tr><td class="{{ 'pass' if v.passed else 'fail' }}">{{ "✔" if v.passed else "✘" }}</td><td>{{ v.name }}</td>
-<td class="num">{{ v|measured }}</td><td class="num">{{ v|bound }}</td><td>{{ v.detail }}</td></tr>{% endfor %}</table>
+{% for v in e.verdicts %}<tr>{{ v|mark }}<td>{{ v.name }}</td>
+<td class="num">{{ v|measured }}</td><td class="num">{{ v|bound }}</td><td>{{ v.detail }}{% if v.inconclusive %}
+<span class="warn">inconclusive: {{ v.inconclusive }}</span>{% endif %}</td></tr>{% endfor %}</table>
 {% if e.alerts %}<h4>Expected alerts</h4><table><tr><th>alert</th><th>notified</th><th>time-to-detect</th><th>bound</th>
 <th>fired in Prometheus</th><th>resolved</th><th>time-to-resolve</th><th>bound</th></tr>
 {% for a in e.alerts %}<tr><td>{{ a.key }}</td><td>{{ a.received_at|clock_at(started) }}</td><td class="num">{{ a.time_to_detect_s|secs }}</td>

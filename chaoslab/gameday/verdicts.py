@@ -27,13 +27,29 @@ class Verdict:
     unit: str = ""  # "s", "ratio", ""
     detail: str = ""
     at_least: bool = False  # the bound is a floor (an efficiency), not a ceiling (a time, a ratio)
+    # Why the evidence behind this verdict cannot be trusted (the telemetry pipeline was impaired while it was
+    # collected: chaoslab.gameday.pipeline). Such a verdict is neither passed nor failed, and never counts as passed.
+    inconclusive: str = ""
+    predicted: list[float] | None = None  # [earliest, latest] the rules allow (chaoslab.gameday.detection)
 
     @property
     def id(self) -> str:
         return f"{self.suite}: {self.name}"
 
+    @property
+    def status(self) -> str:
+        return "inconclusive" if self.inconclusive else "passed" if self.passed else "failed"
+
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "id": self.id}
+        return {**asdict(self), "id": self.id, "status": self.status}
+
+
+def make_inconclusive(verdicts: list[Verdict], reason: str) -> None:
+    """The evidence these verdicts rest on was impaired: they become inconclusive (never passed), with the reason.
+    A verdict that failed on its own evidence stays inconclusive too: that evidence is what cannot be trusted."""
+    for v in verdicts:
+        v.inconclusive = reason if not v.inconclusive else f"{v.inconclusive}; {reason}"
+        v.passed = False
 
 
 def _failed_steps(steps: list[Step]) -> str:
@@ -152,5 +168,7 @@ def audit_verdict(suite: str, audit: dict[str, Any] | None) -> Verdict:
 
 
 def summary(verdicts: list[Verdict]) -> dict[str, int]:
-    failed = sum(1 for v in verdicts if not v.passed)
-    return {"total": len(verdicts), "passed": len(verdicts) - failed, "failed": failed}
+    inconclusive = sum(1 for v in verdicts if v.inconclusive)
+    failed = sum(1 for v in verdicts if not v.passed and not v.inconclusive)
+    return {"total": len(verdicts), "passed": len(verdicts) - failed - inconclusive, "failed": failed,
+            "inconclusive": inconclusive}
