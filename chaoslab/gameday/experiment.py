@@ -13,7 +13,7 @@ from typing import Any
 
 from chaoslab import documents
 from chaoslab.clients.prometheus import Prometheus
-from chaoslab.gameday import alerts, measure, verdicts
+from chaoslab.gameday import alerts, detection, measure, verdicts
 from chaoslab.gameday.evidence import TraceEvidence
 from chaoslab.gameday.journal import Activity, FaultWindow, activities, fault_window
 from chaoslab.gameday.plan import ExperimentSpec
@@ -48,6 +48,7 @@ class ExperimentResult:
     audit: dict[str, Any] | None = None
     still_firing: list[str] = field(default_factory=list)  # pages still firing when the settle time ran out
     evidence: list[TraceEvidence] = field(default_factory=list)
+    predictions: list[detection.Prediction | None] = field(default_factory=list)  # one per expected alert
     verdicts: list[verdicts.Verdict] = field(default_factory=list)
     error: str = ""
 
@@ -156,6 +157,20 @@ def run(index: int, spec: ExperimentSpec, ctx: Context, last: bool = False) -> E
     return result
 
 
+def _prediction(alert: Any, seen: alerts.AlertOutcome, window: FaultWindow | None,
+                prometheus: str) -> detection.Prediction | None:
+    """What the alert's rule promises for this fault (None without a notification to compare it with)."""
+    if window is None or seen.time_to_detect_s is None:
+        return None
+    end = max(window.end, window.start + seen.time_to_detect_s)
+    try:
+        return detection.predict(alert.name, alert.labels, detection.Pipeline.native(),
+                                 prometheus=Prometheus(prometheus, timeout_s=measure.PROMETHEUS_TIMEOUT_S),
+                                 start=window.start, end=end)
+    except Exception:  # noqa: BLE001 - a prediction Prometheus cannot give is no prediction, not a crash
+        return None
+
+
 def _measure(result: ExperimentResult, ctx: Context, quiet: bool) -> None:
     spec, window = result.spec, result.fault
     prometheus = ctx.registry["prometheus_url"]
@@ -173,8 +188,11 @@ def _measure(result: ExperimentResult, ctx: Context, quiet: bool) -> None:
         result.client = measure.client_view(prometheus, start, end)
     if spec.data_audit:
         result.audit = data_audit(ctx.registry, settle_s=AUDIT_SETTLE_S, timeout_s=AUDIT_TIMEOUT_S)
+    result.predictions = [_prediction(a, o, window, prometheus) for a, o in zip(spec.alerts, result.alerts,
+                                                                                 strict=True)]
     name = spec.name
     result.verdicts += verdicts.alert_verdicts(name, spec, result.alerts)
+    result.verdicts += verdicts.prediction_verdicts(name, spec, result.alerts, result.predictions)
     result.verdicts.append(verdicts.recovery_verdict(name, spec, window, result.recovery))
     result.verdicts += verdicts.client_verdicts(name, spec, result.client)
     if spec.data_audit:

@@ -154,8 +154,9 @@ def _experiment_json(e: ExperimentResult) -> dict[str, Any]:
         "vars": e.spec.vars, "passed": e.passed, "started": e.started, "chaos_ended": e.chaos_ended,
         "ended": e.ended, "chaos_exit_code": e.chaos_exit_code, "error": e.error,
         "fault": asdict(e.fault) if e.fault else None,
-        "alerts": [{**asdict(a), "bounds": spec.model_dump()}
-                   for a, spec in zip(e.alerts, e.spec.alerts, strict=False)],
+        "alerts": [{**asdict(a), "bounds": spec.model_dump(), "predicted": p.to_json() if p else None}
+                   for a, spec, p in zip(e.alerts, e.spec.alerts, e.predictions or [None] * len(e.alerts),
+                                         strict=False)],
         "other_alerts": e.other_alerts, "still_firing_after_settle": e.still_firing,
         "recovery": asdict(e.recovery) if e.recovery else None,
         "max_time_to_recover_s": e.spec.max_time_to_recover_s,

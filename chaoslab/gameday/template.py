@@ -76,9 +76,11 @@ dashboards' own queries). <span class="fault-key"></span> fault windows.</p>
 {% for v in e.verdicts %}<tr>{{ v|mark }}<td>{{ v.name }}</td>
 <td class="num">{{ v|measured }}</td><td class="num">{{ v|bound }}</td><td>{{ v.detail }}{% if v.inconclusive %}
 <span class="warn">inconclusive: {{ v.inconclusive }}</span>{% endif %}</td></tr>{% endfor %}</table>
-{% if e.alerts %}<h4>Expected alerts</h4><table><tr><th>alert</th><th>notified</th><th>time-to-detect</th><th>bound</th>
+{% if e.alerts %}<h4>Expected alerts</h4><table><tr><th>alert</th><th>notified</th><th>time-to-detect</th><th>the rule predicts</th><th>bound</th>
 <th>fired in Prometheus</th><th>resolved</th><th>time-to-resolve</th><th>bound</th></tr>
 {% for a in e.alerts %}<tr><td>{{ a.key }}</td><td>{{ a.received_at|clock_at(started) }}</td><td class="num">{{ a.time_to_detect_s|secs }}</td>
+<td class="num">{% if a.predicted %}{{ "%.1f"|format(a.predicted.band[0]) }}-{{ "%.1f"|format(a.predicted.band[1]) }} s
+({{ a.predicted.model }}){% else %}-{% endif %}</td>
 <td class="num">≤ {{ a.bounds.max_time_to_detect_s|g }} s</td><td>{{ a.fired_at|clock_at(started) }}</td>
 <td>{{ a.resolved_received_at|clock_at(started) }}</td><td class="num">{{ a.time_to_resolve_s|secs }}</td>
 <td class="num">{% if a.bounds.max_time_to_resolve_s %}≤ {{ a.bounds.max_time_to_resolve_s|g }} s{% endif %}</td></tr>{% endfor %}</table>{% endif %}

@@ -12,6 +12,7 @@ from typing import Any
 from chaoslab.chaos.verdict import Step
 from chaoslab.chaos.verdict import Verdict as ChaosVerdict
 from chaoslab.gameday.alerts import AlertOutcome
+from chaoslab.gameday.detection import Prediction
 from chaoslab.gameday.journal import FaultWindow
 from chaoslab.gameday.measure import ClientView, Recovery
 from chaoslab.gameday.plan import ExperimentSpec
@@ -123,6 +124,27 @@ def alert_verdicts(suite: str, spec: ExperimentSpec, outcomes: list[AlertOutcome
             detail = "" if seen.resolved else ("it never fired" if not seen.notified
                                                else "no resolved notification reached the webhook receiver")
             out.append(Verdict(suite, f"{name} resolved", ok, ttr, bound, "s", detail))
+    return out
+
+
+def prediction_verdicts(suite: str, spec: ExperimentSpec, outcomes: list[AlertOutcome],
+                        predictions: list[Prediction | None]) -> list[Verdict]:
+    """Each notified alert's time-to-detect against the band its rule promises (chaoslab.gameday.detection)."""
+    out = []
+    for alert, seen, prediction in zip(spec.alerts, outcomes, predictions, strict=True):
+        ttd = seen.time_to_detect_s
+        if ttd is None:
+            continue  # not notified: the time-to-detect verdict already fails
+        name = f"alert {alert.key} detected as the rule predicts"
+        if prediction is None:
+            out.append(Verdict(suite, name, True, ttd, None, "s",
+                               "no prediction: the rule's condition never held in Prometheus over the fault, or "
+                               "the catalogue has no such rule"))
+            continue
+        ok, why = prediction.judge(ttd)
+        lo, hi = prediction.band
+        out.append(Verdict(suite, name, ok, ttd, round(hi, 3), "s", f"{why} ({prediction.model}: {prediction.how})",
+                           predicted=[round(lo, 3), round(hi, 3)]))
     return out
 
 

@@ -1,0 +1,38 @@
+"""The detection model's arithmetic (quick): the band a target-down rule promises from the catalogue's `for` and
+the native pipeline's timings, and how a measurement is judged against it. The model against real runs is in
+tests/gameday/test_verdict_failures.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from chaoslab.gameday import detection
+from chaoslab.observability.profiles import parse_duration
+
+pytestmark = pytest.mark.quick
+
+
+def test_a_target_down_rule_promises_its_for_plus_the_pipeline() -> None:
+    pipeline = detection.Pipeline.native()
+    assert (pipeline.scrape_s, pipeline.evaluation_s, pipeline.group_wait_s) == (2.0, 2.0, 1.0)
+    prediction = detection.predict("ServiceDown", {"service": "payments"}, pipeline)
+    assert prediction is not None and prediction.model == "target-down"
+    hold = parse_duration(detection.rule_of("ServiceDown", {"service": "payments"}).hold)  # type: ignore[union-attr]
+    assert prediction.hold_s == hold
+    assert prediction.earliest_s == pytest.approx(0 + hold + 1.0)
+    assert prediction.latest_s == pytest.approx(4.0 + hold + 4.0 + 1.0 + 1.0)
+    lo, hi = prediction.band
+    assert hi == pytest.approx(prediction.latest_s + max(2.0, 0.25 * prediction.latest_s))
+    assert prediction.judge((lo + hi) / 2)[0]
+    early, why = prediction.judge(lo - 1)
+    assert not early and "earlier than the rule allows" in why
+    late, why = prediction.judge(hi + 1)
+    assert not late and "later than the rule promises" in why
+
+
+def test_rules_are_found_per_service_and_unknown_ones_are_not_predicted() -> None:
+    rule = detection.rule_of("LatencyBurnRateFast", {"service": "orders"})
+    assert rule is not None and rule.labels["service"] == "orders"
+    assert detection.predict("NoSuchAlert", {}, detection.Pipeline.native()) is None
+    # a burn-rate or onset model needs Prometheus' view of the fault: without it, no prediction
+    assert detection.predict("LatencyBurnRateFast", {"service": "orders"}, detection.Pipeline.native()) is None
