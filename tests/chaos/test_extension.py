@@ -26,7 +26,10 @@ from chaoslab.lab.audit import audit_views
 pytestmark = pytest.mark.quick
 TEST_EXPERIMENTS = Path(__file__).parent / "experiments"
 EXPECTED = {"kill-payments-replica", "payments-latency", "payments-down", "broker-outage", "auth-down",
-            "poison-message", "cpu-burn-orders"}
+            "poison-message", "cpu-burn-orders",
+            # below the application (an isolated lab)
+            "payments-blackhole", "gateway-orders-loss", "broker-partition", "notifications-bandwidth",
+            "orders-disk-full", "notifications-oom", "gateway-clock-skew"}
 
 
 def exported() -> list[Any]:
