@@ -514,7 +514,7 @@ def tcp_connect(source: str, target: str, timeout_s: float = 2.0, expect: str | 
     spec = Lab.of(configuration).isolated("tcp_connect")
     with activity_errors():
         host = hosts(spec, target)[0]
-        address, port = attest._endpoint(spec, host)
+        address, port = attest.endpoint(spec, host)
         seen = attest.tcp_connect(spec, hosts(spec, source)[0], address, port, float(timeout_s))
     if expect is not None and seen["outcome"] != expect:
         raise ActivityFailed(f"{source} -> {target}: {seen['outcome']} in {seen['seconds']} s, expected {expect}")

@@ -80,7 +80,7 @@ def tcp_connect(spec: LabSpec, source: str, address: str, port: int, timeout_s: 
     return result or {"outcome": "error: no answer from the probe", "seconds": timeout_s}
 
 
-def _endpoint(spec: LabSpec, host: str) -> tuple[str, int]:
+def endpoint(spec: LabSpec, host: str) -> tuple[str, int]:
     """Where a host serves its public traffic: a replica's service port, the broker's AMQP port."""
     if host == BROKER_HOST:
         return spec.net.broker_address, spec.ports.amqp
@@ -113,7 +113,7 @@ def _counters(spec: LabSpec, record: Record) -> tuple[int, int]:
 
 def _network(spec: LabSpec, record: Record) -> dict[str, Any]:
     source, target = _probe_pair(spec, record)
-    address, port = _endpoint(spec, target)
+    address, port = endpoint(spec, target)
     kind = record.kind
     if kind in ("blackhole", "partition"):
         seen = tcp_connect(spec, source, address, port, HANG_S)
