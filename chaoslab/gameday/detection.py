@@ -7,11 +7,14 @@ The model (docs/detection.md works one example through it). After the fault's in
 1. The rule's expression becomes true at some time in [c_lo, c_hi]:
    - a target-down rule (`up == 0`): at the first scrape that fails, within one scrape interval S plus the scrape
      timeout (a stopped process answers nothing until the timeout; the lab's timeout is S): [0, 2S];
-   - a burn-rate rule (a long and a short window, each over a threshold f x budget, any of its window pairs): with
-     the fault making a share r of the requests bad, the ratio over a window W grows as r t / W and crosses
-     threshold th at t = th W / r; the long window is the later one. The recording rule adds up to one evaluation
-     interval I and the counters up to one scrape S: [th W / r - S, th W / r + S + I], earliest over the pairs.
-     r is measured: the SLO's shortest recorded ratio while the fault lasted.
+   - a burn-rate rule (a long and a short window, each over a threshold th = f x budget; any of its window
+     pairs): the fault makes a share r of the requests bad, while the window held a share R0 when it began. With
+     steady traffic the ratio over a window W moves linearly from R0 to r over W seconds and crosses th at
+     t = (th - R0) W / (r - R0) (at once when R0 is already over th; never when r is not). A pair holds when both
+     of its windows have crossed: the later of the two; the rule holds at the earliest pair. r is measured (the
+     SLO's bad share between the injection and the notification), R0 too (each window's recorded ratio at the
+     injection). The linear model is +-25% (traffic is not steady under a fault), the recording rule adds up to one
+     evaluation I and the counters one scrape S: [0.75 t - S, 1.25 t + S + I].
    - any other rule: when its expression first returned a value, read back from Prometheus at 1 s steps over
      the fault ([onset - 1 s, onset]): the model then checks the rest of the pipeline only.
 2. The alert is pending at the first evaluation after that (+0..I) and firing `for` F later, at an evaluation
@@ -25,7 +28,6 @@ machine delays evaluation goroutines and HTTP posts, which is not a mis-tuned ru
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,23 +95,39 @@ def rule_of(name: str, labels: dict[str, str], profile: Profile = NATIVE) -> cat
     return (matching or rules or [None])[0]
 
 
-def _burn_pairs(rule: catalogue.AlertRule, profile: Profile) -> tuple[slos.SLO, list[tuple[float, float]]] | None:
-    """The SLO and the (threshold, long window seconds) of each pair of a burn-rate alert."""
+def _burn_pairs(rule: catalogue.AlertRule,
+                profile: Profile) -> tuple[slos.SLO, list[tuple[float, str, str]]] | None:
+    """The SLO and the (threshold, long window, short window) of each pair of a burn-rate alert."""
     for alert in slos.BURN_ALERTS:
         for item in slos.SLOS:
             if rule.alert == f"{item.kind.capitalize()}BurnRate{alert.suffix}" and \
                     rule.labels.get("service") == item.service:
-                return item, [(pair.factor * item.error_budget, float(parse_duration(profile.window(pair.long))))
+                return item, [(pair.factor * item.error_budget, profile.window(pair.long), profile.window(pair.short))
                               for pair in alert.windows]
     return None
 
 
-def bad_share(prometheus: Prometheus, item: slos.SLO, start: float, end: float, profile: Profile) -> float | None:
-    """r: the share of the SLO's requests that were bad while the fault lasted (its shortest recorded window)."""
-    shortest = min(slos.BURN_WINDOWS, key=parse_duration)
-    expr = f'{slos.recorded_error_ratio(profile.window(shortest))}{{slo="{item.name}"}}'
-    values = [v for s in prometheus.query_range(expr, start, end, 1.0) for _, v in s.points]
-    return statistics.median(values) if values else None
+def bad_share(prometheus: Prometheus, item: slos.SLO, start: float, end: float) -> float | None:
+    """r: the share of the SLO's requests that were bad between `start` and `end` (None: no request)."""
+    seconds = max(1, int(round(end - start)))
+    found = prometheus.query(item.error_ratio(f"{seconds}s"), at=end)
+    return float(found[0].value) if found else None
+
+
+def window_share(prometheus: Prometheus, item: slos.SLO, window: str, at: float) -> float:
+    """R0: the share of bad requests the recorded window held at `at` (0 without traffic)."""
+    found = prometheus.query(f'{slos.recorded_error_ratio(window)}{{slo="{item.name}"}}', at=at)
+    return float(found[0].value) if found else 0.0
+
+
+def crossing(threshold: float, window_s: float, before: float, during: float) -> float | None:
+    """Seconds until a window's ratio, moving linearly from `before` to `during` over `window_s`, exceeds the
+    threshold (0: it already does; None: it never will)."""
+    if before > threshold:
+        return 0.0
+    if during <= threshold:
+        return None
+    return (threshold - before) * window_s / (during - before)
 
 
 def onset(prometheus: Prometheus, rule: catalogue.AlertRule, start: float, end: float) -> float | None:
@@ -134,14 +152,20 @@ def predict(name: str, labels: dict[str, str], pipeline: Pipeline, *, prometheus
         if prometheus is None or start is None or end is None:
             return None
         item, pairs = burn
-        r = bad_share(prometheus, item, start, end, pipeline.profile)
-        crossing = [th * window / r for th, window in pairs if r and r > th]
-        if not crossing:
+        r = bad_share(prometheus, item, start, end)
+        if r is None:
             return None
-        first = min(crossing)
-        model, condition = "burn-rate", (max(0.0, first - s), first + s + i)
-        how = (f"{r:.1%} of {item.name}'s requests bad: the long window crosses its threshold after "
-               f"{first:.1f} s")
+        times = []
+        for threshold, long_, short in pairs:
+            each = [crossing(threshold, float(parse_duration(w)), window_share(prometheus, item, w, start), r)
+                    for w in (long_, short)]
+            if all(t is not None for t in each):
+                times.append(max(t for t in each if t is not None))
+        if not times:
+            return None
+        first = min(times)
+        model, condition = "burn-rate", (max(0.0, 0.75 * first - s), 1.25 * first + s + i)
+        how = (f"{r:.1%} of {item.name}'s requests bad: its windows cross their thresholds after {first:.1f} s")
     else:
         if prometheus is None or start is None or end is None:
             return None
