@@ -206,7 +206,10 @@ def _ensure_bridge(plan: NetPlan) -> None:
         if plan.host_address not in have:
             ipr.addr("add", index=index, address=plan.host_address, prefixlen=24)
         ipr.link("set", index=index, state="up")
-    # our own interface: no IPv6 chatter on the lab's segment
+    # Our own interface: it forwards what it receives (the host routes between the lab's hosts; IPv4 forwarding is
+    # decided per receiving interface, so the machine's ip_forward and its other interfaces stay as they are),
+    # and no IPv6 chatter on the lab's segment.
+    Path(f"/proc/sys/net/ipv4/conf/{plan.bridge}/forwarding").write_text("1")
     with contextlib.suppress(OSError):
         Path(f"/proc/sys/net/ipv6/conf/{plan.bridge}/disable_ipv6").write_text("1")
 
@@ -280,12 +283,7 @@ def install_chains(plan: NetPlan) -> None:
 
 
 def setup(plan: NetPlan, hosts: list[str]) -> None:
-    """The bridge, the chains and one namespace per host. IP forwarding must be on for the host to route
-    between its namespaces (it is where Docker, podman or Kubernetes run)."""
-    forwarding = Path("/proc/sys/net/ipv4/ip_forward")
-    if forwarding.read_text().strip() != "1":
-        raise LabError("IPv4 forwarding is off on this machine: the isolated lab routes between its namespaces",
-                       hint="turn it on (as root): sysctl -w net.ipv4.ip_forward=1")
+    """The bridge (forwarding on it alone), the chains and one namespace per host."""
     _ensure_bridge(plan)
     install_chains(plan)
     for host in hosts:

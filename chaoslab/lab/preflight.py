@@ -125,13 +125,6 @@ def isolated_requirements(spec: LabSpec | None = None, *, euid: int | None = Non
         if not Path(f"/sys/fs/cgroup/{controller}/cgroup.procs").exists():
             missing.append(Missing(f"the cgroup v1 {controller} controller at /sys/fs/cgroup/{controller}",
                                    "a kernel with cgroup v1 memory and cpu mounted (see docs)"))
-    try:
-        forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
-    except OSError:
-        forwarding = False
-    if not forwarding:
-        missing.append(Missing("IPv4 forwarding (the host routes between the lab's namespaces)",
-                               "sysctl -w net.ipv4.ip_forward=1"))
     if spec is not None:
         if spec.database_url_template:
             missing.append(Missing("SQLite: an isolated lab keeps each service's database on a disk of its own",
