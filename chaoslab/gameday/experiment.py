@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from chaoslab import documents
+from chaoslab.chaos import seeds
 from chaoslab.clients.prometheus import Prometheus
-from chaoslab.gameday import alerts, detection, measure, verdicts
+from chaoslab.gameday import alerts, detection, measure, pipeline, verdicts
+from chaoslab.gameday import noise as noise_
 from chaoslab.gameday.evidence import TraceEvidence
 from chaoslab.gameday.journal import Activity, FaultWindow, activities, fault_window
 from chaoslab.gameday.plan import ExperimentSpec
 from chaoslab.lab import faults, webhook
 from chaoslab.lab.audit import data_audit
+from chaoslab.lab.paths import LabPaths
 
 POLL_S = 2.0
 AUDIT_SETTLE_S = 10.0  # orders younger than this may still wait for their notification: in flight, not lost
@@ -49,8 +52,13 @@ class ExperimentResult:
     still_firing: list[str] = field(default_factory=list)  # pages still firing when the settle time ran out
     evidence: list[TraceEvidence] = field(default_factory=list)
     predictions: list[detection.Prediction | None] = field(default_factory=list)  # one per expected alert
+    blast_radius: list[str] = field(default_factory=list)  # the jobs its faults may take down
+    noise: noise_.Noise | None = None  # what Alertmanager said while it ran
+    inhibitions: list[noise_.Inhibition] = field(default_factory=list)
+    impairments: list[pipeline.Impairment] = field(default_factory=list)  # of the evidence, while it ran
     verdicts: list[verdicts.Verdict] = field(default_factory=list)
     error: str = ""
+    combined: dict[str, Any] | None = None  # an entry of overlapping faults: its schedule, windows, attribution
 
     @property
     def name(self) -> str:
@@ -74,6 +82,7 @@ class Context:
     state_dir: Path
     runs_dir: Path  # where the chaos runner makes the experiment's run dir
     registry: dict[str, Any]
+    seed: int | None = None  # the gameday's: each experiment draws from a seed derived from it and its name
 
 
 def _declared(journal: dict[str, Any]) -> dict[str, int]:
@@ -135,7 +144,8 @@ def run(index: int, spec: ExperimentSpec, ctx: Context, last: bool = False) -> E
         result.path = str(path)
         result.title = str(documents.load_mapping(path, "an experiment").get("title", spec.name))
         chaos = chaos_run(RunOptions(path, ctx.state_dir, ctx.runs_dir, load=None, warmup_s=0.0,
-                                     variables=dict(spec.vars)))
+                                     variables=dict(spec.vars),
+                                     seed=None if ctx.seed is None else seeds.derive(ctx.seed, spec.name)))
         result.chaos_ended = time.time()
         result.run_dir = str(chaos.run_dir)
         result.chaos_exit_code = chaos.chaos_exit_code
@@ -145,7 +155,9 @@ def run(index: int, spec: ExperimentSpec, ctx: Context, last: bool = False) -> E
         result.fault = fault_window(journal, spec.fault_start, spec.fault_end)
         result.verdicts += verdicts.hypothesis_verdicts(spec.name, chaos.verdict, _declared(journal),
                                                         chaos.leftovers)
+        result.blast_radius = sorted(pipeline.blast_radius(journal))
         _measure(result, ctx, quiet=not last)
+        _judge_evidence(result, ctx)
     except Exception as exc:  # noqa: BLE001 - reported as the experiment's failure, with its type and message
         result.error = f"{exc.__class__.__name__}: {exc}"
         result.verdicts.append(verdicts.Verdict(spec.name, "gameday", False, detail=result.error))
@@ -155,6 +167,37 @@ def run(index: int, spec: ExperimentSpec, ctx: Context, last: bool = False) -> E
             result.error += f"; restoring the lab failed too: {again}"
     result.ended = time.time()
     return result
+
+
+# Which verdicts rest on which part of the pipeline (by the verdict's name).
+RESTS_ON = {
+    pipeline.PROMETHEUS: ("alert ", "time-to-recover", "client "),
+    pipeline.ALERTMANAGER: ("alert ",),
+    pipeline.CLIENT: ("client ",),
+    pipeline.TRACES: ("traces ",),
+}
+
+
+def _judge_evidence(result: ExperimentResult, ctx: Context) -> None:
+    """The pipeline's health over the experiment: what was impaired makes the verdicts resting on it inconclusive."""
+    paths = LabPaths.of(ctx.state_dir)
+    result.impairments = pipeline.watch(ctx.registry["prometheus_url"], result.started, time.time(),
+                                        set(result.blast_radius), paths.spans, paths.logs)
+    for impairment in result.impairments:
+        prefixes = RESTS_ON[impairment.affects]
+        verdicts.make_inconclusive([v for v in result.verdicts if v.name.startswith(prefixes)], impairment.reason)
+
+
+def _listen(result: ExperimentResult, ctx: Context) -> None:
+    """The noise of the experiment (every notification since it started) and the plan's inhibitions."""
+    try:
+        notes = webhook.notifications(ctx.registry["webhook_url"], result.started)
+    except Exception:  # noqa: BLE001 - no notifications to count: the noise verdict says so
+        return
+    result.noise = noise_.count(notes)
+    prometheus = Prometheus(ctx.registry["prometheus_url"], timeout_s=measure.PROMETHEUS_TIMEOUT_S)
+    result.inhibitions = [noise_.inhibition(prometheus, notes, item.name, item.by, result.started, time.time())
+                          for item in result.spec.inhibited]
 
 
 def _prediction(alert: Any, seen: alerts.AlertOutcome, window: FaultWindow | None,
@@ -193,6 +236,8 @@ def _measure(result: ExperimentResult, ctx: Context, quiet: bool) -> None:
     name = spec.name
     result.verdicts += verdicts.alert_verdicts(name, spec, result.alerts)
     result.verdicts += verdicts.prediction_verdicts(name, spec, result.alerts, result.predictions)
+    _listen(result, ctx)
+    result.verdicts += verdicts.noise_verdicts(name, spec, result.noise, result.inhibitions)
     result.verdicts.append(verdicts.recovery_verdict(name, spec, window, result.recovery))
     result.verdicts += verdicts.client_verdicts(name, spec, result.client)
     if spec.data_audit:

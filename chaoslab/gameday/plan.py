@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chaoslab import documents
 from chaoslab.errors import DocumentError, PlanError
+from chaoslab.gameday.score import Weights
 from chaoslab.lab.paths import repo_root
 
 BUILTIN = ("quick", "full")
@@ -36,7 +37,7 @@ class LoadSpec(_Strict):
     scenario: str = "rate"  # a `chaoslab load` scenario (loadtests/scenarios.py)
     rate: float | None = None  # requests/s (rate scenario only)
     users: int | None = None
-    baseline_s: float = Field(30.0, gt=0)  # the baseline run, judged by the scenario's thresholds
+    baseline_s: float = Field(30.0, ge=0)  # the baseline run, judged by the scenario's thresholds (0: none)
     warmup_s: float = Field(10.0, ge=0)  # background load before the first experiment (sign-ups, windows fill)
     thresholds: list[str] = Field(default_factory=list)  # `chaoslab load --threshold` overrides for the baseline
     # Your own locustfile (relative to the plan): its user classes instead of chaoslab's journeys
@@ -54,6 +55,7 @@ class AlertSpec(_Strict):
     max_time_to_detect_s: float = Field(gt=0)  # injection -> firing notification received by the webhook
     must_resolve: bool = True
     max_time_to_resolve_s: float | None = Field(None, gt=0)  # fault undone -> resolved notification received
+    fault: str | None = None  # in an entry of overlapping faults: the fault it must be attributed to
 
     @property
     def key(self) -> str:
@@ -86,8 +88,47 @@ class SteadySpec(_Strict):
         return value
 
 
+class FaultSpec(_Strict):
+    """One fault of an entry whose faults overlap (chaoslab.gameday.combined): a kind of the catalogue
+    (chaoslab.chaos.template.FAULTS, as `chaoslab chaos new --fault`), where, when and for how long."""
+
+    kind: str
+    target: str = ""  # a service; "broker" (the default) for the broker fault
+    at_s: float = Field(0.0, ge=0)  # from the entry's start
+    duration_s: float = Field(gt=0)  # how long it acts before it is undone (a kill: how long it is watched)
+    replica: int | Literal["all"] | None = None  # kill/pause: a replica number, None: one drawn from the seed
+    params: dict[str, Any] = Field(default_factory=dict)  # the kind's settings: latency_ms, error_percent, ...
+    name: str = ""  # default: <kind>-<target>
+
+    @model_validator(mode="after")
+    def _defaults(self) -> FaultSpec:
+        if not self.target and self.kind == "broker":
+            object.__setattr__(self, "target", "broker")
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.kind}-{self.target}")
+        return self
+
+
+class SafeguardSpec(_Strict):
+    """Overlapping faults are stopped and undone when `service` burns its availability error budget faster than
+    `max_burn_rate` over `window` (the experiments' safeguard: probes.error_budget_burn_ok)."""
+
+    service: str = "gateway"
+    max_burn_rate: float = Field(250.0, gt=0)
+    window: str = "10s"
+
+
+class InhibitedSpec(_Strict):
+    """An alert Alertmanager must suppress while another fires (an inhibit rule, checked for real)."""
+
+    name: str
+    by: str
+
+
 class ExperimentSpec(_Strict):
-    experiment: str  # a name under chaos/ or a path
+    experiment: str = ""  # a name under chaos/ or a path; or, instead, `faults`
+    faults: list[FaultSpec] = Field(default_factory=list)  # faults that overlap, played on a clock
+    safeguard: SafeguardSpec = SafeguardSpec()  # for `faults` (an experiment has its own)
     name: str = ""  # how the report calls it (default: the experiment's file name)
     vars: dict[str, Any] = Field(default_factory=dict)  # `chaos run --var`: shorten durations here
     fault_start: str | None = None  # the method activity that injects the fault (default: the first action)
@@ -99,11 +140,19 @@ class ExperimentSpec(_Strict):
     steady: SteadySpec = SteadySpec()
     data_audit: bool = True
     settle_s: float = Field(90.0, ge=0)  # afterwards, wait up to this for every alert to be quiet again
+    # Noise: at most this many page notifications (None: not judged); pages besides the expected alerts that are
+    # tolerated (alert names, or "Name (service)"); any other page fails the experiment.
+    page_budget: int | None = Field(None, ge=0)
+    allowed_pages: list[str] = Field(default_factory=list)
+    inhibited: list[InhibitedSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _default_name(self) -> ExperimentSpec:
+        if bool(self.experiment) == bool(self.faults):
+            raise ValueError("give either `experiment` (a Chaos Toolkit experiment) or `faults` (faults on a clock)")
         if not self.name:
-            object.__setattr__(self, "name", Path(self.experiment).stem)
+            object.__setattr__(self, "name", Path(self.experiment).stem if self.experiment
+                               else "+".join(f.name for f in self.faults))
         return self
 
 
@@ -123,6 +172,8 @@ class Plan(_Strict):
     load: LoadSpec = LoadSpec()
     experiments: list[ExperimentSpec] = Field(min_length=1)
     scaling: ScalingSpec | None = None
+    seed: int | None = None  # what is drawn at random (a replica to kill) is drawn from it: `gameday --seed`
+    score: Weights = Weights()  # the resilience score's weights (chaoslab.gameday.score)
     source: str = ""  # the file it came from
 
     @model_validator(mode="before")
@@ -224,9 +275,32 @@ def load(name_or_path: str) -> Plan:
 
 # --- checks against the project: experiments, variables, activities, alerts, scenarios ------------------------
 
+def _faults_problems(spec: ExperimentSpec) -> list[str]:
+    """An entry of overlapping faults: kinds, targets and settings the catalogue has, no two faults on one target
+    at once, alerts attributed to faults the entry has."""
+    from chaoslab.chaos.schedule import Planned, problems
+    from chaoslab.lab.ports import SERVICES
+
+    where = f"experiments.{spec.name}"
+    out = [f"{where}.{field}: not for an entry of faults (each fault has its own times)"
+           for field in ("fault_start", "fault_end") if getattr(spec, field) is not None]
+    if spec.vars:
+        out.append(f"{where}.vars: not for an entry of faults (give each fault its params)")
+    planned = [Planned(f.name, f.kind, f.target, f.at_s, f.duration_s,
+                       f.replica if f.replica is not None else ("all" if f.kind not in ("kill", "pause", "memory")
+                                                                else 1), dict(f.params)) for f in spec.faults]
+    out += [f"{where}.faults: {problem}" for problem in problems(planned, dict.fromkeys(SERVICES, 99))]
+    names = {f.name for f in spec.faults}
+    out += [f"{where}.alerts.{a.name}.fault: no fault {a.fault!r} in this entry ({', '.join(sorted(names))})"
+            for a in spec.alerts if a.fault is not None and a.fault not in names]
+    return out
+
+
 def _experiment_problems(spec: ExperimentSpec, base: Path | None) -> list[str]:
     from chaoslab.chaos.experiments import resolve, unknown_variables
 
+    if spec.faults:
+        return _faults_problems(spec)
     where = f"experiments.{spec.name}"
     try:
         data = documents.load_mapping(resolve(spec.experiment, base), "an experiment")
@@ -298,6 +372,15 @@ def check(plan: Plan) -> list[str]:
         for alert in spec.alerts:
             where = f"experiments.{spec.name}.alerts.{alert.name}"
             problems.extend(f"{where}: {problem}" for problem in _alert_problems(alert, catalogue))
+        for allowed in spec.allowed_pages:
+            if allowed.split(" (")[0] not in catalogue:
+                problems.append(f"experiments.{spec.name}.allowed_pages: no alert rule {allowed.split(' (')[0]!r}")
+        for item in spec.inhibited:
+            for name in (item.name, item.by):
+                if name not in catalogue:
+                    problems.append(f"experiments.{spec.name}.inhibited: no alert rule {name!r}")
+            if alert.fault is not None and not spec.faults:
+                problems.append(f"{where}.fault: only an entry of `faults` attributes alerts to faults")
     if plan.scaling is not None and plan.scaling.service not in SERVICES:
         problems.append(f"scaling.service: not a service ({', '.join(SERVICES)})")
     return problems

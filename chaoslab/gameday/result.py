@@ -43,6 +43,7 @@ class GamedayResult:
     annotations: dict[str, Any] | None = None
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    resilience: dict[str, Any] | None = None  # score, figures, seed, commit, history (chaoslab.gameday.resilience)
 
     def all_verdicts(self) -> list[Verdict]:
         head = [v for v in self.verdicts if v.suite in ("lab", "baseline")]
@@ -59,7 +60,13 @@ class GamedayResult:
         return round((self.finished or self.started) - self.started, 1)
 
     def fault_windows(self) -> list[svg.Window]:
-        return [svg.Window(e.fault.start, e.fault.end, e.name) for e in self.experiments if e.fault is not None]
+        out = []
+        for e in self.experiments:
+            windows = (e.combined or {}).get("windows", [])
+            out += [svg.Window(w["start"], w["end"], f"{e.name}: {w['name']}") for w in windows]
+            if e.fault is not None and not windows:
+                out.append(svg.Window(e.fault.start, e.fault.end, e.name))
+        return out
 
     def suite_durations(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -85,6 +92,11 @@ class GamedayResult:
             if e.fault is not None:
                 out.append(Event(e.fault.start, "fault", f"{e.name}: fault injected ({e.fault.injected_by})"))
                 out.append(Event(e.fault.end, "fault", f"{e.name}: fault undone ({e.fault.undone_by})"))
+            for w in (e.combined or {}).get("windows", []):
+                out.append(Event(w["start"], "fault", f"{e.name}: {w['name']} injected ({w['kind']} {w['target']})"))
+                out.append(Event(w["end"], "fault", f"{e.name}: {w['name']} undone ({w['undone_by']})"))
+            for a in (e.combined or {}).get("attribution", []):
+                out.append(Event(a["fired_at"], "alert", f"{a['alert']} → {a['fault'] or 'no fault'} ({a['reason']})"))
             if e.recovery is not None and e.recovery.at is not None:
                 out.append(Event(e.recovery.at, "fault", f"{e.name}: steady state holds again"))
             if e.ended is not None:
@@ -109,7 +121,11 @@ class GamedayResult:
                                           f"load {phase.name} ({phase.scenario})"))
         for e in self.experiments:
             lanes.bars.append(svg.Bar("experiments", e.started, e.ended, EXPERIMENT_COLOR, e.name))
-            if e.fault is not None:
+            for window in (e.combined or {}).get("windows", []):  # overlapping faults: one lane per target
+                lanes.bars.append(svg.Bar(f"fault on {window['target']}", window["start"],
+                                          max(window["end"], window["start"] + 1), FAULT_COLOR,
+                                          f"{window['name']} ({window['kind']})"))
+            if e.fault is not None and not e.combined:
                 lanes.bars.append(svg.Bar("faults", e.fault.start, max(e.fault.end, e.fault.start + 1), FAULT_COLOR,
                                           f"{e.name}: {e.fault.injected_by} → {e.fault.undone_by}"))
         if self.scaling is not None and self.scaling.get("start"):
@@ -144,6 +160,7 @@ class GamedayResult:
             "charts": [c.to_json() for c in self.charts],
             "grafana_annotations": self.annotations,
             "notes": self.notes,
+            "resilience": self.resilience,
             "files": {"summary": "summary.json", "junit": "junit.xml", "report": "report.html"},
         }
 
@@ -162,8 +179,13 @@ def _experiment_json(e: ExperimentResult) -> dict[str, Any]:
         "max_time_to_recover_s": e.spec.max_time_to_recover_s,
         "client": asdict(e.client) if e.client else None, "client_budget": e.spec.client.model_dump(),
         "audit": e.audit,
+        "blast_radius": e.blast_radius,
+        "noise": e.noise.to_json() if e.noise else None,
+        "inhibitions": [i.to_json() for i in e.inhibitions],
+        "page_budget": e.spec.page_budget, "allowed_pages": e.spec.allowed_pages,
+        "impairments": [i.to_json() for i in e.impairments],
         "requests": [t.to_json() for t in e.evidence],
         "method": [asdict(a) for a in e.method], "rollbacks": [asdict(a) for a in e.rollbacks],
-        "chaos_verdict": e.chaos_verdict,
+        "chaos_verdict": e.chaos_verdict, "combined": e.combined,
         "verdicts": [v.id for v in e.verdicts],
     }

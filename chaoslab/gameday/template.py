@@ -25,6 +25,8 @@ code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 pre.waterfall{background:#111827;color:#e5e7eb;padding:8px;overflow-x:auto;border-radius:4px;line-height:1.25}
 details{margin:4px 0}summary{cursor:pointer;color:#1d4ed8}
 .fault-key{display:inline-block;width:12px;height:12px;background:#f59e0b;opacity:.35;vertical-align:middle}
+.score{font-size:20px;font-weight:700}.history-charts{display:flex;flex-wrap:wrap;gap:8px}
+figure.trend{width:310px;margin:4px 0}
 </style></head><body><main>
 <h1>gameday <code>{{ plan.name }}</code> <span class="badge {{ 'pass' if passed else 'fail' }}" id="overall"
  data-passed="{{ 'true' if passed else 'false' }}">{{ "PASSED" if passed else "FAILED" }}</span></h1>
@@ -41,6 +43,19 @@ details{margin:4px 0}summary{cursor:pointer;color:#1d4ed8}
  data-passed="{{ 'true' if v.passed else 'false' }}" data-status="{{ v.status }}">{{ v|mark }}
 <td>{{ v.suite }}</td><td>{{ v.name }}</td><td class="num">{{ v|measured }}</td><td class="num">{{ v|bound }}</td>
 <td>{{ v.detail }}{% if v.inconclusive %} <span class="warn">inconclusive: {{ v.inconclusive }}</span>{% endif %}</td></tr>
+{% endfor %}</table>
+
+{{ resilience_html|safe }}
+<h2 id="noise">Noise</h2>
+<p class="meta">What Alertmanager sent while each experiment ran (firing notifications, the groups they came in, pages),
+against the plan's page budget; inhibitions as checked in Prometheus and at the receiver.</p>
+<table id="noise-table"><tr><th>experiment</th><th>notifications</th><th>groups</th><th>pages</th><th>budget</th><th>paged</th><th>inhibitions</th></tr>
+{% for e in experiments %}<tr data-name="{{ e.name }}"><td>{{ e.name }}</td>{% if e.noise %}<td class="num">{{ e.noise.notifications }}</td>
+<td class="num">{{ e.noise.groups }}</td><td class="num">{{ e.noise.pages }}</td>
+<td class="num">{{ e.page_budget if e.page_budget is not none else "-" }}</td><td>{{ e.noise.paged|join(", ") }}</td>
+{% else %}<td colspan="5">not counted</td>{% endif %}
+<td>{% for i in e.inhibitions %}{{ i.target }} by {{ i.source }}: {{ "held" if i.overlapped_s and not i.notified else
+"FAILED" if i.notified else "nothing to inhibit" }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr>
 {% endfor %}</table>
 
 <h2 id="timeline">Timeline</h2>
@@ -76,6 +91,9 @@ dashboards' own queries). <span class="fault-key"></span> fault windows.</p>
 {% for v in e.verdicts %}<tr>{{ v|mark }}<td>{{ v.name }}</td>
 <td class="num">{{ v|measured }}</td><td class="num">{{ v|bound }}</td><td>{{ v.detail }}{% if v.inconclusive %}
 <span class="warn">inconclusive: {{ v.inconclusive }}</span>{% endif %}</td></tr>{% endfor %}</table>
+{% if e.impairments %}<h4 class="warn">The evidence was impaired</h4><ul>{% for i in e.impairments %}
+<li class="warn">{{ i.what }}: {{ i.detail }} (verdicts resting on {{ i.affects }} are inconclusive)</li>{% endfor %}</ul>
+{% endif %}
 {% if e.alerts %}<h4>Expected alerts</h4><table><tr><th>alert</th><th>notified</th><th>time-to-detect</th><th>the rule predicts</th><th>bound</th>
 <th>fired in Prometheus</th><th>resolved</th><th>time-to-resolve</th><th>bound</th></tr>
 {% for a in e.alerts %}<tr><td>{{ a.key }}</td><td>{{ a.received_at|clock_at(started) }}</td><td class="num">{{ a.time_to_detect_s|secs }}</td>

@@ -15,6 +15,7 @@ from chaoslab.gameday.alerts import AlertOutcome
 from chaoslab.gameday.detection import Prediction
 from chaoslab.gameday.journal import FaultWindow
 from chaoslab.gameday.measure import ClientView, Recovery
+from chaoslab.gameday.noise import Inhibition, Noise, unexpected_pages
 from chaoslab.gameday.plan import ExperimentSpec
 
 
@@ -145,6 +146,34 @@ def prediction_verdicts(suite: str, spec: ExperimentSpec, outcomes: list[AlertOu
         lo, hi = prediction.band
         out.append(Verdict(suite, name, ok, ttd, round(hi, 3), "s", f"{why} ({prediction.model}: {prediction.how})",
                            predicted=[round(lo, 3), round(hi, 3)]))
+    return out
+
+
+def noise_verdicts(suite: str, spec: ExperimentSpec, noise: Noise | None,
+                   inhibitions: list[Inhibition]) -> list[Verdict]:
+    """Pages within the plan's budget, no page the plan did not expect or allow, and inhibition that held."""
+    if noise is None:
+        return [Verdict(suite, "no unexpected page", False, detail="the receiver's notifications could not be read")]
+    out = []
+    if spec.page_budget is not None:
+        out.append(Verdict(suite, "pages within budget", noise.pages <= spec.page_budget, noise.pages,
+                           spec.page_budget, "", f"{noise.pages} page notification(s) in {noise.groups} group(s) of "
+                           f"{noise.notifications} notification(s): {', '.join(noise.paged) or 'none'}"))
+    extra = unexpected_pages(noise, [(a.name, a.labels) for a in spec.alerts], spec.allowed_pages)
+    out.append(Verdict(suite, "no unexpected page", not extra,
+                       detail=f"paged without being expected or allowed: {', '.join(extra)}" if extra
+                       else f"{noise.pages} page notification(s), all expected or allowed"))
+    for item in inhibitions:
+        name = f"alert {item.target} suppressed while {item.source} fires"
+        if item.notified:
+            out.append(Verdict(suite, name, False, detail=f"{len(item.notified)} notification(s) of {item.target} "
+                               f"arrived while {item.source} fired: the inhibit rule did not hold"))
+        elif not item.overlapped_s:
+            out.append(Verdict(suite, name, False, inconclusive=f"{item.target} never fired in Prometheus while "
+                               f"{item.source} did: nothing to inhibit"))
+        else:
+            out.append(Verdict(suite, name, True, detail=f"firing in Prometheus for {item.overlapped_s:.0f} s while "
+                               f"{item.source} fired, and never notified"))
     return out
 
 
