@@ -21,6 +21,7 @@ from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
+from chaoslab.chaos import seeds
 from chaoslab.clients.admin import AdminClient
 from chaoslab.clients.prometheus import Prometheus
 from chaoslab.clients.shop import ShopClient, StoredCustomer
@@ -87,7 +88,8 @@ def select_replicas(reg: dict[str, Any], service: str, replica: Replica = "all",
     if replica == "all":
         return found
     if replica is None or replica == "random":
-        return [(rng or random).choice(found)]
+        # seeded (CHAOSLAB_SEED, chaoslab.chaos.seeds): the same replica for the same seed and the same candidates
+        return [(rng or seeds.rng_for(service, *(r["name"] for r in found)) or random).choice(found)]
     wanted = f"{service}-{replica}" if isinstance(replica, int) or str(replica).isdigit() else str(replica)
     for item in found:
         if item["name"] == wanted:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from chaoslab import documents
+from chaoslab.chaos import seeds
 from chaoslab.chaos.lab import STATE_KEY
 from chaoslab.chaos.verdict import Verdict, compute
 from chaoslab.errors import INTERRUPTED, LabError, UsageError
@@ -45,6 +46,7 @@ class RunOptions:
     echo: bool = False  # show chaos run's output live
     wait_s: float = 0.0  # for the lab's lease, when another command holds it
     on_wait: Callable[[Holder | None], None] | None = None  # told once when waiting for the lease
+    seed: int | None = None  # what the experiment draws at random is drawn from it (chaoslab.chaos.seeds)
 
 
 @dataclass
@@ -78,8 +80,11 @@ def chaos_command(experiment: Path, run_dir: Path) -> list[str]:
     ]
 
 
-def _run_chaos(command: list[str], run_dir: Path, state_dir: Path, echo: bool) -> int:
+def _run_chaos(command: list[str], run_dir: Path, state_dir: Path, echo: bool, seed: int | None = None) -> int:
     env = dict(os.environ, CHAOSLAB_STATE_DIR=str(state_dir))
+    env.pop(seeds.ENV, None)
+    if seed is not None:
+        env[seeds.ENV] = str(seed)
     with open(run_dir / "chaos.out", "wb") as sink:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, cwd=run_dir)
@@ -151,7 +156,7 @@ def _run_leased(opts: RunOptions, state_dir: Path, config: dict[str, Any]) -> Ru
             load.start()
             if opts.warmup_s > 0:
                 time.sleep(opts.warmup_s)
-        code = _run_chaos(chaos_command(opts.experiment, run_dir), run_dir, state_dir, opts.echo)
+        code = _run_chaos(chaos_command(opts.experiment, run_dir), run_dir, state_dir, opts.echo, opts.seed)
     except KeyboardInterrupt:
         interrupted = True  # chaos run got the SIGINT and played its rollbacks; judge what it left
     finally:
@@ -177,7 +182,7 @@ def _run_leased(opts: RunOptions, state_dir: Path, config: dict[str, Any]) -> Ru
     summary = load.summary() if load is not None else None
     result = RunResult(run_dir, code, verdict, summary, left, interrupted)
     (run_dir / "verdict.json").write_text(json.dumps(
-        {"chaos_exit_code": code, "load": summary, "leftovers": left, "interrupted": interrupted,
+        {"chaos_exit_code": code, "load": summary, "leftovers": left, "interrupted": interrupted, "seed": opts.seed,
          **verdict.to_json()}, indent=2) + "\n")
     return result
 

@@ -11,7 +11,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
-from chaoslab.gameday import svg
+from chaoslab.gameday import resilience, svg
 from chaoslab.gameday.console import bound_text, measured_text
 from chaoslab.gameday.result import GamedayResult
 from chaoslab.gameday.template import TEMPLATE
@@ -102,6 +102,7 @@ def context(result: GamedayResult) -> dict[str, Any]:
         "charts": result.charts, "experiments": experiments,
         "load_phases": [p for p in phases if p is not None], "scaling": scaling,
         "annotations": data["grafana_annotations"],
+        "resilience_html": resilience.section_html(data.get("resilience")),
     }
 
 

@@ -21,7 +21,19 @@ import yaml
 from rich.markup import escape
 
 from chaoslab.errors import ChaoslabError, LoadError
-from chaoslab.gameday import alerts, charts, evidence, experiment, grafana, junit, loadphase, report, scaling
+from chaoslab.gameday import (
+    alerts,
+    charts,
+    combined,
+    evidence,
+    experiment,
+    grafana,
+    junit,
+    loadphase,
+    report,
+    resilience,
+    scaling,
+)
 from chaoslab.gameday.console import UI
 from chaoslab.gameday.plan import Plan
 from chaoslab.gameday.result import GamedayResult
@@ -40,6 +52,9 @@ class Options:
     down: bool = False  # stop the lab at the end when the gameday started it
     grafana_url: str | None = None
     grafana_token: str | None = None
+    seed: int | None = None  # overrides the plan's (gameday --seed)
+    set_id: str | None = None  # one of the repetitions of `gameday --repeat N`: the set's id ...
+    repetition: int | None = None  # ... and which one (1..N)
 
 
 def run(plan: Plan, opts: Options, ui: UI) -> GamedayResult:
@@ -60,6 +75,8 @@ def run(plan: Plan, opts: Options, ui: UI) -> GamedayResult:
         result.finished = time.time()
         if session is not None:
             _collect(result, session, opts, ui)  # before a --down: the lab's Prometheus holds the charts
+        _assess(result, session, opts, ui)  # before a --down too: the error budget is read from Prometheus
+        if session is not None:
             for note in control.give_back(session, opts.down):
                 result.notes.append(note)
                 ui.note(note)
@@ -91,13 +108,15 @@ def _lab(plan: Plan, opts: Options, ui: UI, result: GamedayResult) -> control.Ru
 
 def _drive(plan: Plan, opts: Options, ui: UI, result: GamedayResult, session: control.Running) -> None:
     spec = plan.load
-    ui.phase(f"baseline load: {spec.scenario} for {spec.baseline_s:g} s")
-    result.baseline = loadphase.baseline(spec, session.state_dir, result.run_dir / "load" / "baseline", ui.console)
-    failed = result.baseline.failed_checks()
-    detail = result.baseline.error or "; ".join(f"{c['what']} {c['limit']}: {c['observed']}" for c in failed)
-    result.verdicts.append(Verdict("baseline", "load thresholds", result.baseline.passed, detail=detail or
-                                   f"{len((result.baseline.summary or {}).get('checks') or [])} checks held"))
-    ui.verdicts([result.verdicts[-1]], "baseline")
+    if spec.baseline_s > 0:  # 0: no baseline (random chaos, short repetitions)
+        ui.phase(f"baseline load: {spec.scenario} for {spec.baseline_s:g} s")
+        result.baseline = loadphase.baseline(spec, session.state_dir, result.run_dir / "load" / "baseline",
+                                             ui.console)
+        failed = result.baseline.failed_checks()
+        detail = result.baseline.error or "; ".join(f"{c['what']} {c['limit']}: {c['observed']}" for c in failed)
+        result.verdicts.append(Verdict("baseline", "load thresholds", result.baseline.passed, detail=detail or
+                                       f"{len((result.baseline.summary or {}).get('checks') or [])} checks held"))
+        ui.verdicts([result.verdicts[-1]], "baseline")
     background = loadphase.Background(spec, session.state_dir, result.run_dir / "load" / "experiments")
     ui.phase(f"load under the experiments: {spec.scenario} in the background")
     try:
@@ -108,11 +127,19 @@ def _drive(plan: Plan, opts: Options, ui: UI, result: GamedayResult, session: co
     result.background = background.phase
     try:
         ui.wait(spec.warmup_s, "warming up: users sign up, the hypothesis windows fill")
-        ctx = experiment.Context(session.state_dir, result.run_dir / "chaos", session.registry)
+        ctx = experiment.Context(session.state_dir, result.run_dir / "chaos", session.registry, _seed(plan, opts))
         for index, item in enumerate(plan.experiments):
             ui.phase(f"[{index + 1}/{len(plan.experiments)}] experiment [bold]{item.name}[/]")
-            with ui.watching(ctx.runs_dir, item.name):
-                outcome = experiment.run(index, item, ctx, last=index == len(plan.experiments) - 1)
+            last = index == len(plan.experiments) - 1
+            if item.faults:  # faults on a clock, overlapping (chaoslab.gameday.combined)
+                try:
+                    outcome = combined.run(index, item, ctx, last=last, tell=ui.note)
+                except combined.Interrupted as stop:  # every fault undone: keep what was judged, then stop
+                    result.experiments.append(stop.partial)
+                    raise
+            else:
+                with ui.watching(ctx.runs_dir, item.name):
+                    outcome = experiment.run(index, item, ctx, last=last)
             result.experiments.append(outcome)
             ui.verdicts(outcome.verdicts, f"{item.name}: {'passed' if outcome.passed else 'FAILED'} "
                                           f"({(outcome.ended or outcome.started) - outcome.started:.0f} s)")
@@ -151,6 +178,24 @@ def _collect(result: GamedayResult, session: control.Running, opts: Options, ui:
         notes = [grafana.Annotation(w.start, max(w.end, w.start + 1), f"gameday {result.plan.name}: {w.label}",
                                     (*grafana.TAGS, w.label)) for w in result.fault_windows()]
         result.annotations = grafana.post(opts.grafana_url, opts.grafana_token, notes)
+
+
+def _seed(plan: Plan, opts: Options) -> int | None:
+    return opts.seed if opts.seed is not None else plan.seed
+
+
+def _assess(result: GamedayResult, session: control.Running | None, opts: Options, ui: UI) -> None:
+    """The score and the figures, recorded in the lab's history (a history that cannot be written is a note: the
+    run's own verdicts and files stand)."""
+    try:
+        result.resilience = resilience.assess(result, session.registry["prometheus_url"] if session else None,
+                                              opts.state_dir, seed=_seed(result.plan, opts), set_id=opts.set_id,
+                                              repetition=opts.repetition)
+        ui.note(f"resilience score {result.resilience['score']['value']:.1f} / 100 (history run "
+                f"#{result.resilience['history_id']})")
+    except Exception as exc:  # noqa: BLE001
+        result.notes.append(f"not recorded in the run history: {exc}")
+        ui.note(f"[yellow]not recorded in the run history[/]: {escape(str(exc))}")
 
 
 def write(result: GamedayResult) -> None:
