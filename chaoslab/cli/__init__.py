@@ -8,7 +8,10 @@ into the root app here); options, consoles and the error-to-exit-code mapping ar
 - demo.py      demo
 - load.py      load, scale-test
 - chaos.py     chaos list|validate|run, faults
-- gameday.py   gameday
+- random_chaos.py  chaos random (seeded random chaos)
+- gameday.py   gameday (and --repeat N --seed S)
+- history.py   history
+- compare.py   compare
 
 Library code (chaoslab.lab, .load, .chaos, .gameday, .clients) never imports this package.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import typer
 
-from chaoslab.cli import chaos, demo, gameday, lab, load, traces
+from chaoslab.cli import chaos, compare, demo, gameday, history, lab, load, random_chaos, traces
 
 app = typer.Typer(
     name="chaoslab",
@@ -30,7 +33,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for group in (lab.app, traces.app, demo.app, load.app, chaos.app, gameday.app):
+_ = random_chaos  # registers `chaos random` on chaos.chaos_app
+for group in (lab.app, traces.app, demo.app, load.app, chaos.app, gameday.app, history.app, compare.app):
     app.add_typer(group)
 
 

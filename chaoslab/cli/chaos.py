@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -123,6 +124,8 @@ def run_command(
     runs_dir: RunsDir = RUNS_DIR,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show chaos run's output live.")] = False,
     wait: Wait = 0.0,
+    seed: Annotated[int | None, typer.Option(help="What the experiment draws at random (one replica, at random) "
+                                                  "is drawn from it: the same seed, the same replica.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Run one experiment with `chaos run` (rollbacks always), then print its verdict from the journal. Holds the
@@ -135,9 +138,11 @@ def run_command(
     except FileNotFoundError as exc:
         raise fail(str(exc), code=2) from None
     options = runner.RunOptions(path, state_dir, runs_dir, load_scenario, load_rate, warmup,
-                                _parse_vars(var or []), verbose, wait_s=wait, on_wait=waiting)
+                                _parse_vars(var or []), verbose, wait_s=wait, on_wait=waiting, seed=seed)
+    started = time.time()
     with errors():
         result = runner.run(options)
+    _record(state_dir, path, result.run_dir, started, seed)
     if as_json:
         _print_json(json.loads((result.run_dir / "verdict.json").read_text()) | {"run_dir": str(result.run_dir)})
     else:
@@ -148,6 +153,16 @@ def run_command(
                   highlight=False)
         raise typer.Exit(INTERRUPTED)
     raise typer.Exit(0 if result.verdict.passed else 1)
+
+
+def _record(state_dir: Path, path: Path, run_dir: Path, started: float, seed: int | None) -> None:
+    """The run in the lab's history (chaoslab history); a history that cannot be written is a warning."""
+    from chaoslab.history.record import experiment_run
+
+    try:
+        experiment_run(state_dir, path.stem, str(path), run_dir, started, time.time(), seed)
+    except Exception as exc:  # noqa: BLE001 - the verdict stands without its history row
+        err.print(f"[yellow]warning:[/] not recorded in the run history: {exc}", highlight=False)
 
 
 @chaos_app.command("judge", epilog="Examples:\n\n  chaos run --journal-path journal.json my-experiment.json\n"

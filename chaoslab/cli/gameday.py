@@ -22,7 +22,8 @@ app = typer.Typer()
 
 
 @app.command("gameday", epilog="Examples:\n\n  chaoslab gameday                 (the quick plan)\n\n"
-             "  chaoslab gameday --plan full --down\n\n  chaoslab gameday --plan my-plan.yaml --check")
+             "  chaoslab gameday --plan full --down\n\n  chaoslab gameday --plan my-plan.yaml --check\n\n"
+             "  chaoslab gameday --plan quick --repeat 5 --seed 42   (a set of 5 runs for chaoslab compare)")
 def gameday(
     plan: Annotated[str, typer.Option("--plan", "-p", help="quick, full (plans/*.yaml) or a plan file; "
                                                           "the format is in plans/README.md.")] = "quick",
@@ -37,6 +38,13 @@ def gameday(
                                                          "the URL).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Only validate the plan and print it.")] = False,
     wait: Wait = 0.0,
+    repeat: Annotated[int, typer.Option("--repeat", "-n", min=1, help="Run the plan N times with one seed: a set "
+                                                                      "for `chaoslab compare` (runs/<time>-set-<plan>/"
+                                                                      ").")] = 1,
+    seed: Annotated[int | None, typer.Option("--seed", help="What the plan draws at random (a replica to kill, a "
+                                                            "fault's replica) is drawn from it: the same seed, the "
+                                                            "same targets. Default: the plan's `seed`, else random "
+                                                            "(with --repeat: one, printed).")] = None,
 ) -> None:
     """The lab's main job: a baseline load, then each experiment of the plan under load, judged.
 
@@ -58,7 +66,11 @@ def gameday(
                          + (f"; scaling {chosen.scaling.service}" if chosen.scaling else ""), highlight=False)
         return
     options = runner.Options(state_dir=state_dir, runs_dir=runs_dir, base_port=base_port, down=down,
-                             grafana_url=grafana_url, grafana_token=os.environ.get("GRAFANA_TOKEN"))
+                             grafana_url=grafana_url, grafana_token=os.environ.get("GRAFANA_TOKEN"), seed=seed)
+    if repeat > 1:
+        from chaoslab.cli.gameday_repeat import run_set
+
+        raise typer.Exit(run_set(chosen, options, ui, repeat, seed, wait))
     with errors(), lease(state_dir, wait_s=wait, on_wait=waiting):  # no other command changes the lab meanwhile
         result = runner.run(chosen, options, ui)
     verdicts = result.all_verdicts()

@@ -3,8 +3,9 @@ the per-service scaling check. Locust itself is imported only by the processes c
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -93,6 +94,7 @@ def load(
             out.print(f"  users: {', '.join(user_class or []) or 'every user class'} of {locustfile}",
                       highlight=False)
         metrics_url = f"http://127.0.0.1:{target.metrics_port}/metrics"
+        started = time.time()
         if ui:
             outcome = runner.run(req, params.duration_s, on_started=lambda url: out.print(
                 f"Locust web UI: [bold]{url}[/]  (the scenario starts at once; Ctrl-C ends the run and writes the "
@@ -103,6 +105,8 @@ def load(
         if outcome.summary is None:
             raise LoadError("the run was interrupted before Locust wrote its summary", exit_code=INTERRUPTED)
         print_summary(out, outcome.summary)
+        if target.registry is not None:  # a lab's run: into its history (chaoslab history)
+            _record(state_dir, chosen.name, directory, outcome.summary, started)
         out.print(f"reports: {directory}/ ({', '.join(p.name for p in outcome.files())})", highlight=False)
         failed = failed_checks(outcome.summary)
         if outcome.interrupted and not ui:  # with --ui, Ctrl-C is how a run ends: judge it like any other
@@ -114,6 +118,15 @@ def load(
                           markup=False)
             raise typer.Exit(FAILED)
         out.print("[green]all thresholds held[/]")
+
+
+def _record(state_dir: Path, scenario: str, directory: Path, summary: dict[str, Any], started: float) -> None:
+    from chaoslab.history.record import load_run
+
+    try:
+        load_run(state_dir, scenario, directory, summary, started, time.time())
+    except Exception as exc:  # noqa: BLE001 - the run's verdict stands without its history row
+        err.print(f"[yellow]warning:[/] not recorded in the run history: {exc}", highlight=False)
 
 
 def _print_plan(scenario: scenarios.Scenario, params: scenarios.Params, host: str, directory: Path,
