@@ -372,6 +372,8 @@ def check(plan: Plan) -> list[str]:
         for alert in spec.alerts:
             where = f"experiments.{spec.name}.alerts.{alert.name}"
             problems.extend(f"{where}: {problem}" for problem in _alert_problems(alert, catalogue))
+            if alert.fault is not None and not spec.faults:
+                problems.append(f"{where}.fault: only an entry of `faults` attributes alerts to faults")
         for allowed in spec.allowed_pages:
             if allowed.split(" (")[0] not in catalogue:
                 problems.append(f"experiments.{spec.name}.allowed_pages: no alert rule {allowed.split(' (')[0]!r}")
@@ -379,8 +381,6 @@ def check(plan: Plan) -> list[str]:
             for name in (item.name, item.by):
                 if name not in catalogue:
                     problems.append(f"experiments.{spec.name}.inhibited: no alert rule {name!r}")
-            if alert.fault is not None and not spec.faults:
-                problems.append(f"{where}.fault: only an entry of `faults` attributes alerts to faults")
     if plan.scaling is not None and plan.scaling.service not in SERVICES:
         problems.append(f"scaling.service: not a service ({', '.join(SERVICES)})")
     return problems
