@@ -53,6 +53,7 @@ class ExperimentResult:
     evidence: list[TraceEvidence] = field(default_factory=list)
     predictions: list[detection.Prediction | None] = field(default_factory=list)  # one per expected alert
     blast_radius: list[str] = field(default_factory=list)  # the jobs its faults may take down
+    journeys: dict[str, str] = field(default_factory=dict)  # "before"/"during": the compared journey's waterfall
     noise: noise_.Noise | None = None  # what Alertmanager said while it ran
     inhibitions: list[noise_.Inhibition] = field(default_factory=list)
     impairments: list[pipeline.Impairment] = field(default_factory=list)  # of the evidence, while it ran
@@ -188,6 +189,29 @@ def _judge_evidence(result: ExperimentResult, ctx: Context) -> None:
         verdicts.make_inconclusive([v for v in result.verdicts if v.name.startswith(prefixes)], impairment.reason)
 
 
+BEFORE_S = 30.0  # the baseline a fault's traces are compared with: this long before the injection
+
+
+def _prove_with_traces(result: ExperimentResult, ctx: Context, window: FaultWindow) -> list[verdicts.Verdict]:
+    """The plan's trace expectations over the fault (until the steady state held again), and the journey's
+    waterfall before and during it for the report."""
+    from chaoslab.gameday.evidence import render_waterfall
+    from chaoslab.gameday.traceproof import Spans
+
+    spans_dir = LabPaths.of(ctx.state_dir).spans
+    end = (result.evidence_window or (window.start, window.end))[1]
+    during = Spans.between(spans_dir, window.start, end)
+    before = Spans.between(spans_dir, window.start - BEFORE_S, window.start)
+    journey = result.spec.traces.journey if result.spec.traces else ""
+    for when, spans in (("before", before), ("during", during)):
+        chosen = spans.journey(journey)
+        result.journeys[when] = render_waterfall(chosen) if chosen else ""
+    ports: dict[str, set[int]] = {}
+    for service, entry in ctx.registry.get("services", {}).items():
+        ports[service] = {int(a.rsplit(":", 1)[1]) for a in (entry.get("url"), entry.get("grpc_addr")) if a}
+    return verdicts.trace_verdicts(result.spec.name, result.spec, during, before, ports)
+
+
 def _listen(result: ExperimentResult, ctx: Context) -> None:
     """The noise of the experiment (every notification since it started) and the plan's inhibitions."""
     try:
@@ -238,6 +262,8 @@ def _measure(result: ExperimentResult, ctx: Context, quiet: bool) -> None:
     result.verdicts += verdicts.prediction_verdicts(name, spec, result.alerts, result.predictions)
     _listen(result, ctx)
     result.verdicts += verdicts.noise_verdicts(name, spec, result.noise, result.inhibitions)
+    if spec.traces is not None and window is not None:
+        result.verdicts += _prove_with_traces(result, ctx, window)
     result.verdicts.append(verdicts.recovery_verdict(name, spec, window, result.recovery))
     result.verdicts += verdicts.client_verdicts(name, spec, result.client)
     if spec.data_audit:

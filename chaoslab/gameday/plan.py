@@ -118,6 +118,24 @@ class SafeguardSpec(_Strict):
     window: str = "10s"
 
 
+class Hop(_Strict):
+    """A call from one service to an upstream (services/contract.py's call graph)."""
+
+    service: str
+    upstream: str
+    max: int | None = Field(None, ge=1)  # max_attempts only: the most attempts one request may make
+
+
+class TraceSpec(_Strict):
+    """What the traces of the requests made during the fault must show (chaoslab/gameday/traceproof.py)."""
+
+    journey: str = "POST /api/orders"  # the root span compared before and during the fault in the report
+    breaker: list[Hop] = Field(default_factory=list)  # the caller's breaker refused calls during the fault
+    max_attempts: list[Hop] = Field(default_factory=list)  # no request made more attempts than `max`
+    deadline: list[Hop] = Field(default_factory=list)  # no upstream span outlived its caller's attempt
+    spans: list[str] = Field(default_factory=list)  # span names that must appear (a fallback ran)
+
+
 class InhibitedSpec(_Strict):
     """An alert Alertmanager must suppress while another fires (an inhibit rule, checked for real)."""
 
@@ -145,6 +163,7 @@ class ExperimentSpec(_Strict):
     page_budget: int | None = Field(None, ge=0)
     allowed_pages: list[str] = Field(default_factory=list)
     inhibited: list[InhibitedSpec] = Field(default_factory=list)
+    traces: TraceSpec | None = None  # what the traces must prove (None: nothing asserted)
 
     @model_validator(mode="after")
     def _default_name(self) -> ExperimentSpec:
@@ -377,6 +396,14 @@ def check(plan: Plan) -> list[str]:
         for allowed in spec.allowed_pages:
             if allowed.split(" (")[0] not in catalogue:
                 problems.append(f"experiments.{spec.name}.allowed_pages: no alert rule {allowed.split(' (')[0]!r}")
+        if spec.traces is not None:
+            for kind in ("breaker", "max_attempts", "deadline"):
+                for hop in getattr(spec.traces, kind):
+                    for name in (hop.service, hop.upstream):
+                        if name not in SERVICES:
+                            problems.append(f"experiments.{spec.name}.traces.{kind}: not a service: {name!r}")
+                    if kind == "max_attempts" and hop.max is None:
+                        problems.append(f"experiments.{spec.name}.traces.max_attempts: give max")
         for item in spec.inhibited:
             for name in (item.name, item.by):
                 if name not in catalogue:

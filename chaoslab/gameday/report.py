@@ -84,6 +84,7 @@ def context(result: GamedayResult) -> dict[str, Any]:
         experiments.append({
             **item,
             "verdicts": exp.verdicts,
+            "journeys": exp.journeys,
             "requests": [{**r, "waterfall_html": evidence.get(r["trace_id"], "")} for r in item["requests"]],
             "journal": _rel(journal, base) if journal and journal.exists() else "",
             "chaos_out": _rel(Path(item["run_dir"]) / "chaos.out", base) if item["run_dir"] else "",

@@ -94,6 +94,9 @@ dashboards' own queries). <span class="fault-key"></span> fault windows.</p>
 {% if e.impairments %}<h4 class="warn">The evidence was impaired</h4><ul>{% for i in e.impairments %}
 <li class="warn">{{ i.what }}: {{ i.detail }} (verdicts resting on {{ i.affects }} are inconclusive)</li>{% endfor %}</ul>
 {% endif %}
+{% if e.journeys and (e.journeys.before or e.journeys.during) %}<h4>The same journey before and during the fault</h4>
+<div class="journeys" style="display:flex;gap:1em;overflow-x:auto"><div><p class="meta">before</p>{{ e.journeys.before|safe }}</div>
+<div><p class="meta">during</p>{{ e.journeys.during|safe }}</div></div>{% endif %}
 {% if e.alerts %}<h4>Expected alerts</h4><table><tr><th>alert</th><th>notified</th><th>time-to-detect</th><th>the rule predicts</th><th>bound</th>
 <th>fired in Prometheus</th><th>resolved</th><th>time-to-resolve</th><th>bound</th></tr>
 {% for a in e.alerts %}<tr><td>{{ a.key }}</td><td>{{ a.received_at|clock_at(started) }}</td><td class="num">{{ a.time_to_detect_s|secs }}</td>

@@ -17,6 +17,7 @@ from chaoslab.gameday.journal import FaultWindow
 from chaoslab.gameday.measure import ClientView, Recovery
 from chaoslab.gameday.noise import Inhibition, Noise, unexpected_pages
 from chaoslab.gameday.plan import ExperimentSpec
+from chaoslab.gameday.traceproof import DEADLINE_SLACK_S, Spans
 
 
 @dataclass
@@ -174,6 +175,41 @@ def noise_verdicts(suite: str, spec: ExperimentSpec, noise: Noise | None,
         else:
             out.append(Verdict(suite, name, True, detail=f"firing in Prometheus for {item.overlapped_s:.0f} s while "
                                f"{item.source} fired, and never notified"))
+    return out
+
+
+def trace_verdicts(suite: str, spec: ExperimentSpec, during: Spans | None, before: Spans | None,
+                   ports: dict[str, set[int]]) -> list[Verdict]:
+    """The plan's trace expectations, each a verdict, from the spans while the fault lasted (and before it)."""
+    if spec.traces is None:
+        return []
+    if during is None or not during.spans:
+        return [Verdict(suite, "traces", False, detail="no span was recorded while the fault lasted")]
+    expect, out = spec.traces, []
+    for hop in expect.breaker:
+        refused = during.refusals(hop.service, hop.upstream)
+        earlier = before.refusals(hop.service, hop.upstream) if before else 0
+        out.append(Verdict(suite, f"traces: {hop.service} → {hop.upstream} breaker engaged", refused > 0 and not
+                           earlier, refused, None, "", f"{refused} call(s) refused by the open breaker during the "
+                           f"fault, {earlier} before it"))
+    for hop in expect.max_attempts:
+        counts = during.attempts(hop.service, hop.upstream, ports.get(hop.upstream, set()))
+        worst = max(counts, default=0)
+        assert hop.max is not None
+        out.append(Verdict(suite, f"traces: {hop.service} → {hop.upstream} attempts per request", bool(counts) and
+                           worst <= hop.max, worst, hop.max, "", f"over {len(counts)} request(s)" if counts else
+                           "no call to it was traced during the fault"))
+    for hop in expect.deadline:
+        outlived = during.outlived(hop.service, hop.upstream)
+        worst = max(outlived, default=0.0)
+        out.append(Verdict(suite, f"traces: {hop.service} → {hop.upstream} deadline reached the upstream",
+                           bool(outlived) and worst <= DEADLINE_SLACK_S, round(worst, 3), DEADLINE_SLACK_S, "s",
+                           f"the upstream's span outlived its caller's by at most {worst:.2f} s over {len(outlived)} "
+                           f"call(s)" if outlived else "no traced call reached the upstream"))
+    names = during.names()
+    for name in expect.spans:
+        out.append(Verdict(suite, f"traces: span {name!r} seen", name in names,
+                           detail="" if name in names else "no such span while the fault lasted"))
     return out
 
 

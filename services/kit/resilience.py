@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiobreaker import CircuitBreaker, CircuitBreakerError
+from opentelemetry import trace
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from services.kit import metrics
@@ -52,8 +53,10 @@ class CircuitOpen(Exception):
 
 
 def observe_breaker_rejection(upstream: str, protocol: str) -> None:
-    """Count a call the open breaker refused, so dashboards show it as an outcome of its own."""
+    """Count a call the open breaker refused, so dashboards show it as an outcome of its own, and mark it on the
+    request's span: a refused call makes no client span, and a trace must show that the breaker engaged."""
     metrics.client_request_duration_seconds.labels(upstream, protocol, "circuit_open").observe(0.0)
+    trace.get_current_span().add_event("circuit_open", {"upstream": upstream, "protocol": protocol})
 
 
 class Resilience:
@@ -80,6 +83,9 @@ class Resilience:
             async for retrying in AsyncRetrying(stop=stop_after_attempt(attempts), wait=RETRY_WAIT,
                                                 retry=retry_if_exception(self._retryable), reraise=True):
                 with retrying:
+                    number = retrying.retry_state.attempt_number
+                    if number > 1:  # a trace shows each retry, so a retry storm is visible per request
+                        trace.get_current_span().add_event("retry", {"upstream": self.upstream, "attempt": number})
                     return await self.breaker.call_async(self._measured, attempt)
         except CircuitBreakerError as exc:
             if exc.__cause__ is None:  # refused before any call: the breaker is open

@@ -60,6 +60,9 @@ class JsonLinesSpanExporter(SpanExporter):
                 "status": _STATUS_NAMES[status.status_code],
                 "error": status.description,
                 "attributes": dict(span.attributes or {}),  # a read-only view: orjson takes dicts only
+                # what happened inside it: a breaker that refused a call, a retry (services/kit/resilience.py)
+                **({"events": [{"name": e.name, "time_ns": e.timestamp, "attributes": dict(e.attributes or {})}
+                               for e in span.events]} if span.events else {}),
             }, option=orjson.OPT_APPEND_NEWLINE))
         self._file.write(b"".join(lines))
         self._file.flush()
