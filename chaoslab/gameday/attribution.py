@@ -7,9 +7,11 @@ An alert that fired is given to one fault, by the first rule that decides (the r
 2. "depends on the target": one whose target the alert's service depends on, through the shop's call graph
    (services.contract: orders calls payments, the gateway calls everyone) or the broker (orders publishes,
    notifications consumes): an open breaker in orders is payments' doing, not the broker's;
-3. "latest injected before it fired": otherwise the fault injected last before the alert fired;
+3. "acting when it fired": otherwise any of the faults acting;
 4. none: it fired before any fault, or after every fault's grace: "not attributed".
-Within a rule, the fault injected last before the alert fired wins.
+Within rules 2 and 3 the fault that spent the most error budget wins (a burn-rate alert fires on the bad requests
+some fault caused, often after a later, harmless fault began), then the one injected last; within rule 1, the
+one injected last.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Span:
     target: str  # a service or "broker"
     start: float
     end: float
+    spent: float = 0.0  # the error budget its window spent (chaoslab.gameday.budget)
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,16 @@ def attribute_one(interval: AlertInterval, spans: Sequence[Span], grace_s: float
     for span in acting:
         if names_target(interval.labels, span.target):
             return span.name, f"names the target ({span.target})"
+    costly = sorted(acting, key=lambda s: (s.spent, s.start), reverse=True)
     service = interval.labels.get("service", "")
-    for span in acting:
+    for span in costly:
         if service and service in dependents(span.target):
-            return span.name, f"{service} depends on {span.target} (call graph)"
-    return acting[0].name, "latest injected before it fired"
+            return span.name, f"{service} depends on {span.target} (call graph)" + _cost(span, costly)
+    return costly[0].name, "acting when it fired" + _cost(costly[0], costly)
+
+
+def _cost(span: Span, acting: Sequence[Span]) -> str:
+    return f", the most error budget spent ({span.spent:.1%})" if len(acting) > 1 and span.spent > 0 else ""
 
 
 def attribute(intervals: Sequence[AlertInterval], spans: Sequence[Span],

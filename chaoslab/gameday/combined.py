@@ -206,17 +206,12 @@ def _per_fault(result: ExperimentResult, outcome: scheduler.Outcome, ctx: Contex
     prometheus = ctx.registry["prometheus_url"]
     prom = Prometheus(prometheus, timeout_s=measure.PROMETHEUS_TIMEOUT_S)
     now = time.time()
-    spans = [attribution.Span(e.planned.name, e.planned.target, *e.window)  # type: ignore[misc]
-             for e in outcome.executed if e.window is not None and not e.inject_error]
-    seen = webhook.events(webhook.notifications(ctx.registry["webhook_url"], result.started))
-    fired = [i for i in alerts.intervals(seen) if i.fired_at >= result.started]
-    attributed = attribution.attribute(fired, spans)
-    result.combined["attribution"] = [a.to_json() for a in attributed]
-    for e in outcome.executed:
+    played = [e for e in outcome.executed if e.window is not None and not e.inject_error]
+    spans = [attribution.Span(e.planned.name, e.planned.target, *e.window) for e in played]  # type: ignore[misc]
+    windows = []
+    for e in played:
         p = e.planned
-        if e.window is None or e.inject_error:
-            continue
-        start, end = e.window
+        start, end = e.window  # type: ignore[misc]
         window: dict[str, Any] = {"name": p.name, "kind": p.kind, "target": p.target, "replica": p.replica,
                                   "planned_at_s": p.at_s, "planned_duration_s": p.duration_s,
                                   "start": start, "end": end, "offset_s": round(start - outcome.started, 3),
@@ -236,10 +231,19 @@ def _per_fault(result: ExperimentResult, outcome: scheduler.Outcome, ctx: Contex
                 verdict.detail += f" (overlapping {', '.join(window['overlaps'])})"
             result.verdicts.append(verdict)
         window["error_budget_spent"] = budget.spent(prometheus, start, max(end, start + budget.MIN_WINDOW_S))
-        mine = [a for a in attributed if a.fault == p.name]
+        windows.append(window)
+    # who caused which alert, once every window's cost is known (a burn-rate alert goes to the costliest fault)
+    spent = {w["name"]: w["error_budget_spent"] or 0.0 for w in windows}
+    spans = [attribution.Span(s.name, s.target, s.start, s.end, spent.get(s.name, 0.0)) for s in spans]
+    seen = webhook.events(webhook.notifications(ctx.registry["webhook_url"], result.started))
+    fired = [i for i in alerts.intervals(seen) if i.fired_at >= result.started]
+    attributed = attribution.attribute(fired, spans)
+    result.combined["attribution"] = [a.to_json() for a in attributed]
+    for window in windows:
+        mine = [a for a in attributed if a.fault == window["name"]]
         window["alerts"] = [a.alert for a in mine]
-        window["time_to_detect_s"] = round(min(a.fired_at for a in mine) - start, 3) if mine else None
-        result.combined["windows"].append(window)
+        window["time_to_detect_s"] = round(min(a.fired_at for a in mine) - window["start"], 3) if mine else None
+    result.combined["windows"] = windows
     _attribution_verdicts(result, outcome, attributed)
 
 

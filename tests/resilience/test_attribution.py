@@ -37,8 +37,16 @@ def test_a_downstream_alert_goes_to_what_it_depends_on() -> None:
 
 def test_otherwise_the_latest_fault_and_never_one_not_acting() -> None:
     assert attribute_one(fired("LatencyBurnRateFast", 111.0, service="users"), [BROKER, PAYMENTS]) == \
-        ("payments-down", "latest injected before it fired")
+        ("payments-down", "acting when it fired")
     assert attribute_one(fired("ServiceDown", 90.0, service="payments"), [BROKER, PAYMENTS])[0] is None
     assert attribute_one(fired("ServiceDown", 500.0, service="payments"), [BROKER, PAYMENTS])[0] is None
     [one] = attribute([fired("BrokerDown", 150.0, job="rabbitmq")], [BROKER, PAYMENTS])
     assert one.fault == "broker-out" and one.alert == "BrokerDown (rabbitmq)"  # within the grace after its end
+
+
+def test_a_burn_rate_alert_goes_to_the_fault_that_spent_the_budget() -> None:
+    """The gateway depends on both; the later fault was harmless, the earlier one made the errors that burn."""
+    costly = Span("orders-killed", "orders", 100.0, 104.0, spent=0.02)
+    harmless = Span("payments-killed", "payments", 106.0, 110.0, spent=0.0)
+    fault, reason = attribute_one(fired("AvailabilityBurnRateFast", 112.0, service="gateway"), [costly, harmless])
+    assert fault == "orders-killed" and "the most error budget spent (2.0%)" in reason
