@@ -144,9 +144,7 @@ def _record(result: ExperimentResult, schedule: list[Planned], outcome: schedule
                                              e.undo_ended or e.undo_started))
     for e in outcome.executed:
         p = e.planned
-        if not e.started:
-            result.verdicts.append(Verdict(name, f"{p.name}: injected", False,
-                                           detail=f"never injected: the run stopped first ({e.state})"))
+        if not e.started:  # the safeguard or Ctrl-C stopped the run first: judged there, not once per fault
             continue
         at = (e.inject_started or outcome.started) - outcome.started
         result.verdicts.append(Verdict(name, f"{p.name}: injected", not e.inject_error,
@@ -169,9 +167,11 @@ def _record(result: ExperimentResult, schedule: list[Planned], outcome: schedule
                                                                    for k, v in outcome.leftovers.items()))
     if outcome.interrupted:
         problems_.insert(0, "interrupted (Ctrl-C): every fault undone")
+    skipped = [e.planned.name for e in outcome.executed if not e.started]
+    never = f"; {len(skipped)} never started, the run stopped first: {', '.join(skipped)}" if skipped else ""
     result.verdicts.append(Verdict(name, "run and rollbacks", not problems_,
-                                   detail="; ".join(problems_) or f"{len(started)} fault(s) played and undone, "
-                                                                  "nothing left behind"))
+                                   detail=("; ".join(problems_) or f"{len(started)} fault(s) played and undone, "
+                                                                   "nothing left behind") + never))
     result.combined = {"seed": ctx.seed, "schedule": [p.to_json() for p in schedule], "outcome": outcome.to_json(),
                        "safeguard": spec.safeguard.model_dump(), "windows": [], "attribution": []}
 

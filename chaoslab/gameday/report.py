@@ -103,7 +103,7 @@ def context(result: GamedayResult) -> dict[str, Any]:
         "charts": result.charts, "experiments": experiments,
         "load_phases": [p for p in phases if p is not None], "scaling": scaling,
         "annotations": data["grafana_annotations"],
-        "resilience_html": resilience.section_html(data.get("resilience")),
+        "resilience_html": resilience.section_html(data.get("resilience"), data["experiments"]),
     }
 
 

@@ -105,9 +105,61 @@ def assess(result: GamedayResult, prometheus: str | None, state_dir: Path, *, se
     return data
 
 
-def section_html(data: dict[str, Any] | None) -> str:
-    """The report's "Resilience" section: the score with its breakdown, the run's figures, and the trend of every
-    figure over the plan's last runs in this lab's history."""
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def faults_html(experiments: list[dict[str, Any]]) -> str:
+    """Per entry of overlapping faults: each fault as planned and as played, what it cost, and which fault every
+    alert was attributed to (and why)."""
+    parts = []
+    for e in experiments:
+        combined = e.get("combined")
+        if not combined:
+            continue
+        origin = (combined.get("outcome") or {}).get("started") or e.get("started") or 0.0  # the schedule's 0
+        played = {w["name"]: w for w in combined.get("windows", [])}
+        rows = []
+        for item in (combined.get("outcome") or {}).get("faults", []):
+            p, w = item["planned"], played.get(item["planned"]["name"], {})
+            client = w.get("client") or {}
+            rows.append(
+                f'<tr class="scheduled-fault" data-fault="{escape(p["name"])}" data-state="{escape(item["state"])}">'
+                f'<td>{escape(p["name"])}</td><td>{escape(p["kind"])}</td><td>{escape(p["target"])}</td>'
+                f'<td>{escape(str(p["replica"]))}</td><td class="num">{p["at_s"]:g} s</td>'
+                f'<td class="num">{p["duration_s"]:g} s</td><td class="num">{_secs(w.get("offset_s"))}</td>'
+                f'<td>{escape(item["undone_by"] or item["state"])}</td>'
+                f'<td class="num">{_secs(w.get("recovery_s"))}</td>'
+                f'<td class="num">{_pct(client.get("error_ratio"))}</td>'
+                f'<td class="num">{_pct(w.get("error_budget_spent"))}</td>'
+                f'<td>{escape(", ".join(w.get("alerts") or [])) or "-"}</td>'
+                f'<td>{escape(item["inject_error"] or item["undo_error"])}</td></tr>')
+        alerts = "".join(
+            f'<tr class="attribution" data-alert="{escape(a["name"])}" data-fault="{escape(a["fault"] or "")}">'
+            f'<td>{escape(a["alert"])}</td><td class="num">{a["fired_at"] - origin:.1f} s</td>'
+            f'<td>{escape(a["fault"] or "not attributed")}</td><td>{escape(a["reason"])}</td></tr>'
+            for a in combined.get("attribution", []))
+        parts.append(
+            f'<h3 id="faults-{escape(e["name"])}">{escape(e["name"])}: faults on a clock (seed '
+            f'{escape(str(combined.get("seed")))})</h3>'
+            '<table class="schedule"><tr><th>fault</th><th>kind</th><th>target</th><th>replica</th><th>at</th>'
+            '<th>for</th><th>started at</th><th>undone by</th><th>target recovered</th><th>client errors</th>'
+            f'<th>budget spent</th><th>alerts attributed</th><th>error</th></tr>{"".join(rows)}</table>'
+            '<p class="meta">Times from the entry\'s start. Each alert that fired is attributed to one fault: the one '
+            'whose target it names, else one its service depends on (the call graph) that spent the most error '
+            'budget, else the costliest fault acting (chaoslab/gameday/attribution.py).</p>'
+            '<table class="attributions"><tr><th>alert</th><th>fired (notified)</th><th>fault</th><th>why</th></tr>'
+            f'{alerts or "<tr><td colspan=4>no alert fired</td></tr>"}</table>')
+    return "".join(parts)
+
+
+def section_html(data: dict[str, Any] | None, experiments: list[dict[str, Any]] | None = None) -> str:
+    """The report's "Resilience" section: the score with its breakdown, the run's figures, the trend of every
+    figure over the plan's last runs in this lab's history, and each entry of overlapping faults as played."""
     if not data:
         return ""
     scored = data["score"]
@@ -140,4 +192,5 @@ def section_html(data: dict[str, Any] | None) -> str:
             f'<details><summary>figures of this run</summary><table id="figures"><tr><th>suite</th><th>figure</th>'
             f'<th>value</th></tr>{figures}</table></details>\n'
             f'<h3 id="history">Over the plan\'s last {len(data["history"])} run(s) in this lab</h3>\n'
-            f'<div class="history-charts" data-runs="{len(data["history"])}">{charts}</div>\n')
+            f'<div class="history-charts" data-runs="{len(data["history"])}">{charts}</div>\n'
+            + faults_html(experiments or []))
