@@ -39,6 +39,9 @@ from chaoslab.lab.probes import all_ready, broker_serving
 from chaoslab.observability import slos
 
 Tell = Callable[[str], None]
+# "steady state before" waits this long for the lab to be steady: a run started right after another (a Ctrl-C'd
+# random run, the previous repetition) still has the last one's errors in its error-ratio window.
+STEADY_WAIT_S = 30.0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -63,15 +66,20 @@ def schedule_of(spec: ExperimentSpec, services: dict[str, int], seed: int | None
 
 def _steady_before(ctx: Context, spec: ExperimentSpec) -> Verdict:
     reg = ctx.registry
-    problems_ = []
-    if not broker_serving(reg):
-        problems_.append("the broker is not serving")
-    if not all_ready(reg):
-        problems_.append("not every replica is ready")
-    ratio = Prometheus(reg["prometheus_url"], timeout_s=measure.PROMETHEUS_TIMEOUT_S).scalar(
-        slos.http_error_ratio(spec.steady.window, 'service="gateway"'), empty=0.0) or 0.0
-    if ratio > spec.steady.max_error_ratio:
-        problems_.append(f"the gateway's error ratio over {spec.steady.window} is {ratio:.2%}")
+    deadline = time.time() + STEADY_WAIT_S
+    while True:
+        problems_ = []
+        if not broker_serving(reg):
+            problems_.append("the broker is not serving")
+        if not all_ready(reg):
+            problems_.append("not every replica is ready")
+        ratio = Prometheus(reg["prometheus_url"], timeout_s=measure.PROMETHEUS_TIMEOUT_S).scalar(
+            slos.http_error_ratio(spec.steady.window, 'service="gateway"'), empty=0.0) or 0.0
+        if ratio > spec.steady.max_error_ratio:
+            problems_.append(f"the gateway's error ratio over {spec.steady.window} is {ratio:.2%}")
+        if not problems_ or time.time() >= deadline:
+            break
+        time.sleep(measure.SCRAPE_S)
     return Verdict(spec.name, "steady state before", not problems_, round(ratio, 5), spec.steady.max_error_ratio,
                    "ratio", "; ".join(problems_) or "every replica ready, the broker serving, the gateway's errors "
                                                    "under budget")
