@@ -6,7 +6,8 @@ plain synchronous function with JSON-serialisable results, and starts from a han
 `chaoslab_state_dir`, else $CHAOSLAB_STATE_DIR, else .chaoslab; its clients; its supervisord), so experiments
 carry no ports.
 
-Modules: lab (the handle), actions and probes (the extension, each with `__all__`), broker (AMQP from an
+Modules: lab (the handle), actions and probes (the extension, each with `__all__`), security (the security
+faults' actions and probes: certificates and callers outside the call graph, with `__all__`), broker (AMQP from an
 activity), crash (a kill through the replica's admin API, over once the replica is gone: compose), marks (when the
 last fault went in, for the probes that measure from it), annotations (a control that posts each experiment to
 Grafana); beside the extension, the runner behind `chaoslab chaos run`: runner (one `chaos run`, its load and

@@ -14,6 +14,13 @@ from typing import Any
 
 from chaoslab.chaos import broker, crash, marks
 from chaoslab.chaos.lab import Configuration, Lab, Replica, activity_errors, select_replicas, service_of
+from chaoslab.chaos.security import (  # the security faults: certificates, callers outside the call graph
+    call_outside_graph,
+    expire_certificate,
+    impersonate,
+    restore_certificates,
+    untrust_certificate,
+)
 from chaoslab.clients.admin import fault_body, replicas_of
 from chaoslab.errors import LabError
 from chaoslab.lab import faults
@@ -375,4 +382,5 @@ __all__ = [
     "clear_faults", "publish_poison_message", "purge_queue", "hold", "restore_lab",
     "blackhole", "reject_connections", "lose_packets", "delay_packets", "limit_bandwidth", "partition", "cut_broker",
     "limit_memory", "throttle_cpu", "stress_host", "fill_disk", "skew_clock", "end_kernel_faults",
+    "expire_certificate", "untrust_certificate", "impersonate", "restore_certificates", "call_outside_graph",
 ]

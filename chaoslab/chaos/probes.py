@@ -21,6 +21,13 @@ from chaoslib.exceptions import ActivityFailed
 
 from chaoslab.chaos import broker, marks
 from chaoslab.chaos.lab import Configuration, Lab, activity_errors
+from chaoslab.chaos.security import (  # the security faults' probes: callers, handshakes, refusals
+    call_as,
+    denied_calls,
+    handshake_failures,
+    tls_handshakes,
+    wait_for_handshake_failures,
+)
 from chaoslab.clients import shop
 from chaoslab.clients.admin import replicas_of
 from chaoslab.lab import audit, faults, webhook
@@ -47,7 +54,7 @@ class Measurement:
 # The moments a measurement can count from. Actions set the marks (chaoslab.chaos.marks): every action that injects
 # a fault marks "fault" at the moment it took effect; every action that undoes one marks "recovery".
 RECOVERY_ACTIONS = ("start_service", "start_broker", "resume_replicas", "clear_faults", "purge_queue",
-                    "end_kernel_faults", "restore_lab")
+                    "end_kernel_faults", "restore_lab", "restore_certificates", "call_outside_graph")
 START = {
     "fault": "the last fault this run injected (the moment its action took effect; the probe's own start when "
              "the run injected none)",
@@ -87,6 +94,8 @@ MEASUREMENTS: dict[str, Measurement] = {
                                  ("wait_for_clock_offset",)),
     "time_to_restart": Measurement("fault", "the replica runs again under a new pid and answers ready",
                                    ("wait_for_restart",)),
+    "time_to_orders": Measurement("recovery", "`count` orders in a row are accepted (201) through the gateway",
+                                  ("wait_for_orders_accepted",)),
 }
 
 
@@ -408,6 +417,25 @@ def wait_for_order_refused(status: int | list[int] = 503, expect_detail: str | l
     raise ActivityFailed(f"no order refused with {wanted} within {timeout_s:g} s ({accepted} accepted)")
 
 
+def wait_for_orders_accepted(count: int = 3, timeout_s: float = 30.0,
+                             configuration: Configuration = None) -> dict[str, Any]:
+    """Place orders until `count` in a row are accepted (201) through the gateway (after a fault is undone, the
+    gateway's breaker or a stale connection may still refuse a few). Measures time_to_orders from the last undoing
+    of a fault; raises on timeout."""
+    lab = Lab.of(configuration)
+    started_wall = time.time()
+    streak = {"n": 0}
+
+    def accepted() -> bool:
+        streak["n"] = streak["n"] + 1 if _place(lab, 15.0)["status"] == 201 else 0
+        return streak["n"] >= count
+
+    found, _ = poll(accepted, float(timeout_s), 0.5)
+    if not found:
+        raise ActivityFailed(f"orders were not accepted {count} times in a row within {timeout_s:g} s")
+    return _measured("time_to_orders", started_wall)
+
+
 def place_orders(count: int = 5, expect_status: int | list[int] | None = 201, max_seconds: float | None = None,
                  timeout_s: float = 15.0, configuration: Configuration = None) -> dict[str, Any]:
     """Place `count` orders one after the other; raise at the first unexpected answer."""
@@ -584,4 +612,6 @@ __all__ = [
     "network_mode", "kernel_faults", "wait_for_kernel_faults_ended", "tcp_connect", "clock_offset",
     "wait_for_clock_offset",
     "wait_for_restart",
+    "call_as", "tls_handshakes", "handshake_failures", "denied_calls", "wait_for_handshake_failures",
+    "wait_for_orders_accepted",
 ]

@@ -258,9 +258,16 @@ def faults(
                 _clear(spec, admin, sv, targets, procs)
             return
         listed = admin.list_faults(targets)
-    if as_json:  # {"replicas": [{"replica", "faults" | "error"}], "processes": {"paused", "stopped"}, "kernel"}
-        _print_json({"replicas": listed, "processes": procs, "kernel": held})
+        from chaoslab.lab import certfaults
+
+        certificates = [f.as_dict() for f in certfaults.active(spec).values()] if spec.tls else []
+    if as_json:  # {"replicas": [...], "processes": {"paused", "stopped"}, "kernel", "certificates": [...]}
+        _print_json({"replicas": listed, "processes": procs, "kernel": held, "certificates": certificates})
         return
+    for fault in certificates:
+        left = max(0.0, fault["until"] - time.time())
+        out.print(f"certificate fault {fault['id']}: {fault['holder']} holds a {fault['kind']} certificate "
+                  f"({fault['identity']}, serial {fault['serial']}) for {left:.0f} s more", highlight=False)
     if held is not None:
         from chaoslab.kernel import inventory
 
@@ -284,6 +291,13 @@ def _clear(spec: Any, admin: Any, sv: Any, targets: Any, procs: dict[str, list[s
         out.print(f"ended {len(swept['records'])} kernel fault(s)"
                   + "".join(f"; removed {len(v)} {k}" for k, v in swept.items() if k != "records" and v),
                   highlight=False)
+    from chaoslab.lab import certfaults
+
+    if spec.tls:
+        ended = certfaults.clear(spec)
+        if ended:
+            out.print(f"ended {len(ended)} certificate fault(s): {', '.join(f.holder for f in ended)}",
+                      highlight=False)
     cleared = admin.clear_faults(targets)
     resumed = lab_faults.resume(sv, procs["paused"])
     started = lab_faults.start_programs(sv, procs["stopped"])

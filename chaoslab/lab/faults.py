@@ -169,6 +169,9 @@ def restore(registry: dict[str, Any], sv: Supervisor | None, timeout_s: float = 
         from chaoslab.kernel import inventory
 
         kernel = list(inventory.sweep(spec)["records"])
+    from chaoslab.lab import certfaults
+
+    certificates = certfaults.clear_lab(registry)  # replicas with a bad certificate get their own back
     try:
         if sv is not None:
             resumed = resume(sv, paused_programs(sv))
@@ -181,4 +184,5 @@ def restore(registry: dict[str, Any], sv: Supervisor | None, timeout_s: float = 
     finally:
         cleared = admin.clear_faults(replicas_of(registry))
     return {"resumed": resumed, "started": started, "ready_after_s": round(waited, 3),
-            "faults_cleared": sum(r["cleared"] for r in cleared), "kernel_faults_ended": kernel}
+            "faults_cleared": sum(r["cleared"] for r in cleared), "kernel_faults_ended": kernel,
+            "certificate_faults_ended": certificates}

@@ -244,8 +244,57 @@ def messaging_alerts(profile: Profile) -> list[AlertRule]:
     ]
 
 
+def security_alerts(profile: Profile) -> list[AlertRule]:
+    """Mutual TLS and authorization by caller identity (docs/design.md, "Security"; the security faults of
+    chaos/README.md set each off)."""
+    window = profile.window("5m")
+    return [
+        AlertRule(
+            alert="TLSHandshakeFailures",
+            expr=slos.handshake_failures(window),
+            hold=profile.hold("1m"),
+            severity="ticket",
+            summary="{{ $labels.replica }} failed {{ $value }} TLS handshakes ({{ $labels.side }} side, "
+                    "{{ $labels.reason }})",
+            description=(
+                f"Over {window}, {{{{ $value }}}} TLS handshakes failed at {{{{ $labels.replica }}}} as "
+                "{{ $labels.side }} ({{ $labels.reason }}): a peer with no certificate, an expired one, one of "
+                "another CA or one made for another service. Those connections carry nothing: the calls fail or "
+                "go to another replica."
+            ),
+        ),
+        AlertRule(
+            alert="CertificateExpiringSoon",
+            expr=slos.certificate_expiring(),
+            hold=profile.hold("1m"),
+            severity="ticket",
+            summary="the certificate of {{ $labels.replica }} has {{ $value | humanizePercentage }} of its life left",
+            description=(
+                "The certificate {{ $labels.replica }} serves and calls with ({{ $labels.identity }}) has "
+                f"{{{{ $value | humanizePercentage }}}} of its life left (below {slos.CERT_LIFE_LEFT_THRESHOLD:.0%}; "
+                "negative: expired). Renewal is due at half of it: it has not happened, or the replica does not load "
+                "the renewed files. Once expired its peers refuse every new connection with it."
+            ),
+        ),
+        AlertRule(
+            alert="CallerNotAllowed",
+            expr=slos.callers_denied(window),
+            hold=profile.hold("0s"),
+            severity="ticket",
+            summary="{{ $labels.callee }} refused {{ $value }} calls from {{ $labels.caller }}",
+            description=(
+                f"Over {window}, {{{{ $labels.callee }}}} refused {{{{ $value }}}} {{{{ $labels.protocol }}}} calls "
+                "from {{ $labels.caller }}, which the shop's call graph does not let call it (403 caller-not-allowed "
+                "or PERMISSION_DENIED): a replica holding another service's certificate, a compromised or "
+                "misconfigured caller, or a call graph out of date."
+            ),
+        ),
+    ]
+
+
 def alert_rules(profile: Profile) -> list[AlertRule]:
-    return burn_rate_alerts(profile) + service_alerts(profile) + capacity_alerts(profile) + messaging_alerts(profile)
+    return (burn_rate_alerts(profile) + service_alerts(profile) + capacity_alerts(profile) + messaging_alerts(profile)
+            + security_alerts(profile))
 
 
 def alert_names() -> list[str]:

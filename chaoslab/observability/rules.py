@@ -33,6 +33,7 @@ def rule_groups(profile: Profile) -> list[dict[str, Any]]:
         ("chaoslab-targets", alerts.service_alerts(profile), profile.evaluation_interval),
         ("chaoslab-capacity", alerts.capacity_alerts(profile), profile.evaluation_interval),
         ("chaoslab-messaging", alerts.messaging_alerts(profile), profile.evaluation_interval),
+        ("chaoslab-security", alerts.security_alerts(profile), profile.evaluation_interval),
     ]
     groups = []
     for name, rules, interval in by_group:

@@ -349,3 +349,28 @@ def clock_skew() -> str:
     by Prometheus' clock: node_exporter's NodeClockSkewDetected, per replica (a process can have its own clock)."""
     return (f"max by (service, replica) (abs(clock_time_seconds - timestamp(clock_time_seconds)))"
             f" > {CLOCK_SKEW_THRESHOLD_S}")
+
+
+# -- mutual TLS and caller authorization (services/kit/tls.py, authz.py) ------------------------------------------
+# What is left of a certificate's life below which renewal (due at half of it: chaoslab.lab.pki) has been failing
+# for a quarter of its life: a ticket, before anything expires. An expired certificate is below it too.
+CERT_LIFE_LEFT_THRESHOLD = 0.25
+
+
+def handshake_failures(window: str) -> str:
+    """TLS handshakes that failed, per replica and side: a peer with no certificate, an expired one, one of
+    another CA, or one for another name. The replica that counts is the one that saw it (a server refusing a client's
+    certificate, a client refusing a server's)."""
+    return (f"sum by (service, replica, side, reason) (increase(tls_handshake_failures_total[{window}])) > 0")
+
+
+def certificate_expiring() -> str:
+    """The share of each replica's certificate's life that is left, where it is below the threshold."""
+    left = ("(tls_certificate_expiry_timestamp_seconds - time())"
+            " / (tls_certificate_expiry_timestamp_seconds - tls_certificate_not_before_timestamp_seconds)")
+    return f"min by (service, replica, identity) ({left}) < {CERT_LIFE_LEFT_THRESHOLD}"
+
+
+def callers_denied(window: str) -> str:
+    """Calls a service refused because its caller's identity may not call it (the call graph)."""
+    return f"sum by (service, caller, callee, protocol) (increase(authz_denied_total[{window}])) > 0"

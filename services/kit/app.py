@@ -165,12 +165,31 @@ class Service:
         yield
         await self.db.close()
 
-    async def _client_session(self, _: Service) -> AsyncGenerator[None, None]:
+    def _new_session(self) -> aiohttp.ClientSession:
         # Connections to upstreams are reused; the limit keeps a slow upstream from eating every socket.
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=100,
-                                                                             ssl=client_ssl(self.tls)),
-                                              trace_configs=http_client_trace_configs())
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=100,
+                                                                    ssl=client_ssl(self.tls)),
+                                     trace_configs=http_client_trace_configs())
+
+    async def _client_session(self, _: Service) -> AsyncGenerator[None, None]:
+        self._session = self._new_session()
+        retiring: set[asyncio.Task[None]] = set()
+
+        def renew() -> None:
+            # A kept-alive connection goes on presenting the certificate it was opened with, and a callee
+            # authorizes a connection once: after a renewal (or a replaced identity) new calls take a new session,
+            # and the old one closes once the calls on it are over (their timeout).
+            old, self._session = self._session, self._new_session()
+            task = asyncio.get_running_loop().create_task(_close_later(old, self.config.upstream_timeout_s + 1))
+            retiring.add(task)
+            task.add_done_callback(retiring.discard)
+
+        if self.tls is not None:
+            self.tls.on_reload(renew)
         yield
+        for task in list(retiring):
+            task.cancel()
+        await asyncio.gather(*retiring, return_exceptions=True)
         await self._session.close()
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -275,6 +294,13 @@ class Service:
             except Exception:  # noqa: BLE001
                 self.log.exception("background task crashed; restarting", task=name)
                 await asyncio.sleep(RESTART_PAUSE_S)
+
+
+async def _close_later(session: aiohttp.ClientSession, delay_s: float) -> None:
+    try:
+        await asyncio.sleep(delay_s)
+    finally:
+        await session.close()
 
 
 @contextlib.asynccontextmanager

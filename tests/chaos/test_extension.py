@@ -29,7 +29,9 @@ EXPECTED = {"kill-payments-replica", "payments-latency", "payments-down", "broke
             "poison-message", "cpu-burn-orders",
             # below the application (an isolated lab)
             "payments-blackhole", "gateway-orders-loss", "broker-partition", "notifications-bandwidth",
-            "orders-disk-full", "notifications-oom", "gateway-clock-skew"}
+            "orders-disk-full", "notifications-oom", "gateway-clock-skew",
+            # security faults (mutual TLS, the default)
+            "expired-certificate", "untrusted-certificate", "wrong-identity", "caller-outside-graph"}
 
 
 def exported() -> list[Any]:

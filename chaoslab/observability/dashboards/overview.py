@@ -89,10 +89,37 @@ def alerts_row() -> Row:
     ))
 
 
+NO_REFUSAL = "no handshake fails and no caller is refused in a healthy lab"
+
+
+def security_row() -> Row:
+    """Mutual TLS inside the shop: the security alerts' series (TLSHandshakeFailures, CallerNotAllowed,
+    CertificateExpiringSoon), shown where they come from."""
+    return Row("Mutual TLS and callers", (
+        Panel("Failed TLS handshakes", (Target(
+            "sum by (service, side, reason) (rate(tls_handshake_failures_total[$__rate_interval]))",
+            "{{service}} {{side}} {{reason}}", empty_reason=NO_REFUSAL),), unit="ops", width=8,
+            description="Per service, side (server: a caller's certificate refused; client: an upstream's) and "
+                        "reason (no_certificate, expired, unknown_ca, bad_certificate, wrong_name)."),
+        Panel("Calls refused by caller identity", (Target(
+            "sum by (caller, callee) (rate(authz_denied_total[$__rate_interval]))", "{{caller}} -> {{callee}}",
+            empty_reason=NO_REFUSAL),), unit="reqps", width=8,
+            description="403 caller-not-allowed / PERMISSION_DENIED: callers the call graph does not allow."),
+        Panel("Certificate life left", (Target(
+            "min by (replica) ((tls_certificate_expiry_timestamp_seconds - time()) / "
+            "(tls_certificate_expiry_timestamp_seconds - tls_certificate_not_before_timestamp_seconds))",
+            "{{replica}}", empty_reason="the lab runs --tls off"),), unit="percentunit", width=8, min=0,
+            show_thresholds=True, thresholds=(Threshold(None, "red"), Threshold(slos.CERT_LIFE_LEFT_THRESHOLD,
+                                                                                   "green")),
+            description="Each replica's certificate: the share of its life left; renewed at 50%, "
+                        "CertificateExpiringSoon below 25%."),
+    ))
+
+
 def dashboard() -> Dashboard:
     return Dashboard(
         uid="chaoslab-overview",
         title="chaoslab / Overview",
-        description="Every service's RED, SLO status and error budget, and what alerts fire.",
-        rows=(red_row(), slo_row(), alerts_row()),
+        description="Every service's RED, SLO status and error budget, what alerts fire, and mutual TLS.",
+        rows=(red_row(), slo_row(), alerts_row(), security_row()),
     )
