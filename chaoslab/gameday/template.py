@@ -165,3 +165,23 @@ dashboards' own queries). <span class="fault-key"></span> fault windows.</p>
 <a href="plan.yaml">plan.yaml</a> · chaos journals under <a href="chaos/">chaos/</a> · Locust under <a href="load/">load/</a></p>
 </main></body></html>
 """
+
+# The detection coverage matrix (chaoslab/gameday/coverage.py): a page of its own in the coverage run directory.
+COVERAGE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>chaoslab detection coverage</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;
+padding:.2em .5em;text-align:center}th.alert{writing-mode:vertical-rl;transform:rotate(180deg)}.hit{background:#dcfce7}
+.blind{background:#fee2e2;font-weight:700}.dead{color:#b91c1c}.meta{color:#555}</style></head><body>
+<h1>Detection coverage <span class="{{ 'hit' if passed else 'blind' }}">{{ "PASSED" if passed else "FAILED" }}</span></h1>
+<p class="meta">Every fault against every target it applies to; a mark where an alert fired for it. Blind spots (red): a
+fault that must be detected and was not, or one clients saw that no alert saw. docs/detection.md says how to read it.</p>
+<table id="matrix"><tr><th>fault</th><th>target</th><th>clients saw it</th>{% for a in catalogue %}<th class="alert">{{ a }}</th>
+{% endfor %}</tr>{% for c in cells %}<tr class="{{ 'blind' if c.blind else '' }}" data-fault="{{ c.fault }}"
+data-target="{{ c.target }}" data-blind="{{ 'true' if c.blind else 'false' }}"><td>{{ c.fault }}</td><td>{{ c.target }}</td>
+<td>{{ "yes" if c.degraded else "no" }}</td>{% for a in catalogue %}{% set hit = c.alerts|select("match", a ~ " ")|list %}
+<td class="{{ 'hit' if hit else '' }}" title="{{ hit|join(', ') }}">{{ "●" if hit else "" }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<h2>Blind spots</h2><ul id="blind">{% for b in blind_spots %}<li>{{ b }}</li>{% else %}<li>none</li>{% endfor %}</ul>
+<h2>Dead alerts</h2><p class="meta">In the catalogue, fired by no fault of this matrix (a narrower matrix leaves more).</p>
+<ul id="dead">{% for d in dead_alerts %}<li class="dead">{{ d }}</li>{% else %}<li>none</li>{% endfor %}</ul>
+</body></html>
+"""
