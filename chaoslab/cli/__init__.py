@@ -10,6 +10,7 @@ into the root app here); options, consoles and the error-to-exit-code mapping ar
 - chaos.py     chaos list|validate|run, faults
 - random_chaos.py  chaos random (seeded random chaos)
 - gameday.py   gameday (and --repeat N --seed S)
+- coverage.py  coverage
 - history.py   history
 - compare.py   compare
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import typer
 
-from chaoslab.cli import chaos, compare, demo, gameday, history, lab, load, random_chaos, traces
+from chaoslab.cli import chaos, compare, coverage, demo, gameday, history, lab, load, random_chaos, traces
 
 app = typer.Typer(
     name="chaoslab",
@@ -34,7 +35,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 _ = random_chaos  # registers `chaos random` on chaos.chaos_app
-for group in (lab.app, traces.app, demo.app, load.app, chaos.app, gameday.app, history.app, compare.app):
+for group in (lab.app, traces.app, demo.app, load.app, chaos.app, gameday.app, history.app, compare.app,
+              coverage.app):
     app.add_typer(group)
 
 
