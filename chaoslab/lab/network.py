@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from chaoslab.errors import LabError
-from chaoslab.lab import iptables
+from chaoslab.lab import iptables, netpolicy
 from chaoslab.lab.ports import MAX_REPLICAS, SERVICES, PortPlan
 
 LOOPBACK = "loopback"
@@ -268,8 +268,10 @@ def install_chains(plan: NetPlan) -> None:
             f"! -o {br} -j DROP",
             f"! -i {br} -j DROP",
             f"-j {chain}",
+            f"-j {netpolicy.chain_of(plan)}",  # between hosts, only what the call graph allows
             "-j ACCEPT",
         ],
+        netpolicy.chain_of(plan): netpolicy.rules(plan),
         plan.faults_chain: [f"-p tcp -m multiport --ports {plan.observer_ports()} -j RETURN"],
         plan.no_endpoints_chain: [],
     })
