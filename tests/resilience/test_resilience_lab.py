@@ -17,6 +17,7 @@ About 5 minutes of lab time on a busy 2-core machine; faults of a few seconds, n
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -195,6 +196,38 @@ def test_the_safeguard_stops_random_chaos_and_rolls_back(lab: dict[str, Any], tm
     [window] = data["experiments"][0]["combined"]["windows"]
     assert window["end"] - window["start"] < 20  # undone well before its planned 20-25 s
     nothing_active(lab)
+
+
+def test_a_chaos_run_and_a_load_run_are_recorded_with_their_seed_and_figures(lab: dict[str, Any],
+                                                                            tmp_path: Path) -> None:
+    """`chaos run --seed` draws its "one replica, at random" from the seed (the kill hits the replica the seed
+    picks), and both a chaos run and a load run land in the history with their figures."""
+    from chaoslab.chaos import seeds
+
+    calm(lab)
+    done = run_chaoslab("chaos", "run", "kill-payments-replica", "--seed", "5", "--load", "orders", "--load-rate", "3",
+                        "--warmup", "2", "--var", "min_replicas=2", "--var", "observe_s=1", "--state-dir", state(lab),
+                        "--runs-dir", tmp_path, timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    [run_dir] = tmp_path.glob("*-chaos-kill-payments-replica")
+    journal = json.loads((run_dir / "journal.json").read_text())
+    [killed] = journal["run"][0]["output"]
+    names = ["payments-1", "payments-2"]  # the running replicas the extension draws from, in the registry's order
+    assert killed["name"] == random.Random(seeds.derive(5, "payments", *names)).choice(names), killed
+    assert json.loads((run_dir / "verdict.json").read_text())["seed"] == 5
+    loaded = run_chaoslab("load", "smoke", "--users", "2", "--duration", "6s", "--run-dir", tmp_path / "smoke",
+                          "--state-dir", state(lab), timeout=RUN_TIMEOUT_S)
+    assert loaded.returncode in (0, 1), loaded.stdout[-2000:] + loaded.stderr[-2000:]
+    history = {r["kind"]: r for r in json.loads(run_chaoslab("history", "--json", "--last", "2", "--state-dir",
+                                                             state(lab)).stdout)}
+    experiment, load = history["experiment"], history["load"]
+    assert (experiment["name"], experiment["seed"], experiment["status"]) == ("kill-payments-replica", 5, "passed")
+    figures = {(f["suite"], f["figure"]) for f in experiment["figures"]}
+    assert {("kill-payments-replica", "time_to_recover_s"), ("run", "client_error_ratio"), ("run", "score")} <= figures
+    assert {v["name"] for v in experiment["verdicts"]} >= {"steady state before", "during the fault",
+                                                          "run and rollbacks"}
+    assert load["name"] == "smoke" and load["status"] == ("passed" if loaded.returncode == 0 else "failed")
+    assert {f["figure"] for f in load["figures"]} >= {"client_error_ratio", "client_p99_s", "score"}
 
 
 @pytest.mark.slow

@@ -137,3 +137,21 @@ def test_an_alert_attributed_outside_an_entry_of_faults_is_refused() -> None:
     with pytest.raises(plans.PlanError, match="only an entry of `faults`"):
         plans.parse({"name": "bad", "experiments": [{"experiment": "poison-message", "alerts": [
             {"name": "DeadLetterQueueNotEmpty", "max_time_to_detect_s": 9, "fault": "x"}]}]})
+
+
+def test_one_replica_at_random_is_drawn_from_the_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `chaos run --seed` hands the extension: with CHAOSLAB_SEED the "one replica, at random" of every
+    experiment is the same for the same seed, and seeds spread over the replicas."""
+    from chaoslab.chaos import seeds
+    from chaoslab.chaos.lab import select_replicas
+
+    registry = {"services": {"payments": {"replicas": [{"name": f"payments-{i}"} for i in (1, 2, 3)]}}}
+    picks = {}
+    for seed in range(12):
+        monkeypatch.setenv(seeds.ENV, str(seed))
+        first = select_replicas(registry, "payments", None)
+        assert all(select_replicas(registry, "payments", None) == first for _ in range(5))
+        picks[seed] = first[0]["name"]
+    assert set(picks.values()) == {"payments-1", "payments-2", "payments-3"}
+    monkeypatch.setenv(seeds.ENV, "4")
+    assert select_replicas(registry, "payments", None)[0]["name"] == picks[4]
