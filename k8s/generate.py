@@ -7,7 +7,8 @@ The services, who calls whom and who uses the database or the broker come from s
 Written here: k8s/base/services/<service>.yaml (Deployment, Service, HPA, PDB per service),
 k8s/base/networkpolicies.yaml (default deny + the call graph), copies of the compose stack's Postgres init
 script and RabbitMQ configuration (kustomize only reads files below a kustomization), and
-k8s/overlays/observability/prometheusrule.yaml (alerts/rules/standard.rules.yml, verbatim, in a CR).
+k8s/overlays/observability/prometheusrule.yaml (alerts/rules/standard.rules.yml, verbatim, in a CR), and the
+Istio overlay's service accounts, workload patches, PeerAuthentications and AuthorizationPolicies (k8s/istio.py).
 Hand-written: kustomization files, namespace, Postgres, RabbitMQ, RBAC, the overlays' monitors and OTLP egress,
 the add-ons' Jobs and policies, the payments-inflight-hpa component.
 """
@@ -24,6 +25,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python k8s/generate.py` puts k8s/, not the repository, on the path
     sys.path.insert(0, str(ROOT))
+
+import istio  # noqa: E402 - k8s/istio.py, beside this file
 
 from services import contract  # noqa: E402 - after the path set-up above
 
@@ -266,6 +269,8 @@ def outputs() -> dict[Path, str]:
              for s in SERVICES}
     files[K8S / "base" / "networkpolicies.yaml"] = _dump(*network_policies())
     files[K8S / "overlays" / "observability" / "prometheusrule.yaml"] = _dump(prometheus_rule())
+    # The Istio overlay's identities, mTLS and AuthorizationPolicies, from the same call graph (k8s/istio.py).
+    files.update({K8S / "overlays" / "istio" / name: _dump(*docs) for name, docs in istio.files().items()})
     # The same files as the compose stack mounts: one source, copied where kustomize may read them.
     for src, dest in (("compose/postgres/init-databases.sh", "base/postgres/init-databases.sh"),
                       ("compose/rabbitmq/enabled_plugins", "base/rabbitmq/enabled_plugins"),
