@@ -49,11 +49,14 @@ def run_set(plan: Any, options: Any, ui: Any, repeat: int, seed: int | None, wai
     record: dict[str, Any] = {"set_id": set_dir.name, "plan": plan.name, "source": plan.source, "seed": seed,
                               "repetitions": repeat, "commit": vars(commit.current()), "runs": []}
     statuses = []
+    started_lab = False
     with errors(), lease(options.state_dir, wait_s=wait, on_wait=waiting):
         for i in range(1, repeat + 1):
             ui.phase(f"repetition [bold]{i}/{repeat}[/] of {plan.name} (seed {seed}, set {set_dir.name})")
+            # --down stops the lab after the last repetition, and only if the first one started it
             result = runner.run(plan, replace(options, runs_dir=set_dir, seed=seed, set_id=set_dir.name,
-                                              repetition=i, down=options.down and i == repeat), ui)
+                                              repetition=i, down=False), ui)
+            started_lab = started_lab or bool(result.lab.get("started_by_gameday"))
             status = status_of(result)
             statuses.append(status)
             figures = {f["figure"]: f["value"] for f in (result.resilience or {}).get("figures", [])
@@ -64,6 +67,11 @@ def run_set(plan: Any, options: Any, ui: Any, repeat: int, seed: int | None, wai
             (set_dir / "set.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
             if result.interrupted:
                 break
+        if options.down and started_lab:
+            from chaoslab.lab import control
+
+            control.down(options.state_dir)
+            ui.note("stopped the lab the set started")
     ui.console.print(_table(record["runs"]))
     ui.console.print(f"set [bold]{set_dir.name}[/]: {set_dir}\ncompare it with another set of the same plan and "
                      f"seed: chaoslab compare {set_dir} OTHER_SET_DIR", highlight=False)

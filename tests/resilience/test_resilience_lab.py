@@ -313,3 +313,24 @@ def test_compare_no_regression_in_one_commit_and_a_deliberate_one(lab: dict[str,
     assert "client p99" in failures
     sets = run_chaoslab("history", "--plan", "tiny", "--state-dir", state(lab))
     assert base.name in sets.stdout and slow.name in sets.stdout
+
+
+@pytest.mark.slow
+def test_a_set_started_from_an_idle_lab_with_down_stops_it(tmp_path: Path) -> None:
+    """The CI recipe (docs/resilience.md): `gameday --repeat N --down` from no lab starts one, runs the set in it
+    and stops it after the last repetition, leaving no process."""
+    state_dir = tmp_path / "state"
+    base = reserve_base_port()
+    try:
+        done = run_chaoslab("gameday", "--plan", PLANS / "tiny.yaml", "--repeat", "2", "--seed", "1", "--down",
+                            "--state-dir", state_dir, "--base-port", str(base), "--runs-dir", tmp_path / "runs",
+                            timeout=RUN_TIMEOUT_S)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        assert "stopped the lab the set started" in done.stdout
+        [set_dir] = (tmp_path / "runs").glob("*-set-tiny")
+        runs = json.loads((set_dir / "set.json").read_text())["runs"]
+        assert [r["status"] for r in runs] == ["passed", "passed"]
+        assert_no_lab_process(state_dir, base)
+    finally:
+        run_chaoslab("down", "--state-dir", state_dir)
+        release_base_port(base)
