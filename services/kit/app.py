@@ -34,7 +34,7 @@ from services.kit.health import Check, Health
 from services.kit.http_client import Upstream
 from services.kit.http_server import fault_middleware, request_log_middleware, use_problem_answers_for_bad_http
 from services.kit.logs import setup_logging
-from services.kit.mtls import caller_middlewares, client_ssl, load_identity, public_ssl_context
+from services.kit.mtls import caller_middlewares, client_ssl, database_ssl, load_identity, public_ssl_context
 from services.kit.tokens import VERIFIER, JwksVerifier
 from services.kit.tracing import (
     http_client_trace_configs,
@@ -98,7 +98,7 @@ class Service:
             self.lifetime(self.tls.lifetime)  # renewed certificates are loaded while the replica serves
         self.db: Database | None = None
         if facts.database:
-            self.db = Database(self.config.database_url)
+            self.db = Database(self.config.database_url, ssl=database_ssl(self.tls, self.config.database_url))
             instrument_sqlalchemy(self.db.engine)
             self.app[DATABASE] = self.admin[DATABASE] = self.db
             self.add_readiness_check("database", self.db.ping)

@@ -10,6 +10,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from ssl import SSLContext
 from typing import Any
 
 import structlog
@@ -88,7 +89,7 @@ _write_tx: contextvars.ContextVar[bool] = contextvars.ContextVar("write_tx", def
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, ssl: SSLContext | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
@@ -99,6 +100,8 @@ class Database:
             kwargs["connect_args"] = {"timeout": 15}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            if ssl is not None:  # PostgreSQL over TLS with this context (mutual: services/kit/mtls.py)
+                kwargs["connect_args"] = {"ssl": ssl}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time anyway. Two write transactions of one process that meet inside

@@ -14,7 +14,7 @@ from typing import Any
 
 from services.contract import is_edge
 from services.kit.authz import Callers, caller_middleware
-from services.kit.config import ConfigError
+from services.kit.config import ConfigError, env_bool
 from services.kit.handshakes import count_failed_handshakes
 from services.kit.tls import Identity, identity_from_env
 
@@ -47,6 +47,22 @@ def callers(identity: Identity | None, service: str, log: Any) -> Callers | None
 def public_ssl_context(identity: Identity | None, service: str) -> ssl.SSLContext | None:
     """The public port's TLS (a client certificate required), None for plain HTTP."""
     return identity.server_context if identity is not None and not is_edge(service) else None
+
+
+def database_ssl(identity: Identity | None, url: str) -> ssl.SSLContext | None:
+    """PostgreSQL over mutual TLS (DATABASE_TLS=on): the replica's certificate (its CN, the service's name, is the
+    database user a server with `hostssl ... cert` in pg_hba.conf authenticates) and the server checked against the
+    CA by the DSN's host. Off by default: the PostgreSQL a lab uses is the machine's, outside its CA."""
+    try:
+        wanted = env_bool("DATABASE_TLS", False)
+        if wanted and identity is None:
+            raise ConfigError("DATABASE_TLS=on needs TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE")
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if not wanted or identity is None or not url.startswith("postgresql"):
+        return None
+    return identity.client_context
 
 
 def client_ssl(identity: Identity | None) -> ssl.SSLContext | bool:
