@@ -11,7 +11,10 @@ faults' actions and probes: certificates and callers outside the call graph, wit
 activity), crash (a kill through the replica's admin API, over once the replica is gone: compose), marks (when the
 last fault went in, for the probes that measure from it), annotations (a control that posts each experiment to
 Grafana); beside the extension, the runner behind `chaoslab chaos run`: runner (one `chaos run`, its load and
-leftovers), verdict (a journal's verdict), report (its tables), experiments (finding and linting chaos/*.json).
+leftovers), verdict (a journal's verdict), report (its tables), experiments (finding and linting chaos/*.json);
+and faults on a clock, without Chaos Toolkit: schedule (fault schedules, seeded random ones, their checks), injector
+(a scheduled fault through the actions), scheduler (plays a schedule under the safeguard, undoing every fault however
+it ends), seeds (the seed a run's random choices come from).
 """
 
 from __future__ import annotations
