@@ -9,5 +9,9 @@ processes), postgres (databases for a PostgreSQL template), faults (process faul
 (the data audit), webhook (the alert receiver and its client), logs, lock, control (up, down, scale, env,
 status, ensure_running); the isolated network (`up --network isolated`): network (namespaces, the bridge,
 addresses, the lab's chains), iptables (the one module that runs it), endpoints (service addresses balanced over
-ready replicas; the kernel faults' TTL reaper), disks (each service's size-limited data disk).
+ready replicas; the kernel faults' TTL reaper), disks (each service's size-limited data disk), netpolicy (default
+deny between the lab's hosts, allow rules from the call graph); mutual TLS (`up --tls on`, the default): pki (the
+lab's CA and the certificates it signs), certs (who holds one, issuing them, the replicas' TLS environment),
+rotation (the `certs` program: renewals at half-life, the certificate faults' TTL), certfaults (an expired,
+untrusted or impersonating certificate on a replica).
 """

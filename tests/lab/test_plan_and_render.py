@@ -223,3 +223,23 @@ def test_binaries_follow_path_and_the_rabbitmq_rule(tmp_path: Path) -> None:
         find_binaries(str(tmp_path))
     for name in ("prometheus", "prometheus-alertmanager", "rabbitmq-server"):
         assert name in caught.value.message
+
+
+def test_mutual_tls_is_a_choice_of_the_lab_kept_in_lab_json(tmp_path: Path) -> None:
+    spec = LabSpec(tmp_path, 20000, tls=False, cert_ttl_s=120)
+    spec.save()
+    again = load_spec(tmp_path)
+    assert (again.tls, again.cert_ttl_s) == (False, 120)
+    assert again.amqp_url == "amqp://guest:guest@127.0.0.1:20010/"
+    assert again.service_address("users") == "http://127.0.0.1:20002"
+    secure = LabSpec(tmp_path, 20000)
+    assert secure.tls and secure.cert_ttl_s == 3600
+    assert secure.service_address("users") == "https://127.0.0.1:20002"
+    assert secure.service_address("gateway") == "http://127.0.0.1:20000"  # the edge stays plain
+    assert secure.service_address("payments") == "127.0.0.1:20004"
+    with pytest.raises(LabError, match="lifetime of 5 s is out of range"):
+        LabSpec(tmp_path, 20000, cert_ttl_s=5)
+    done = subprocess.run([sys.executable, "-m", "chaoslab.cli", "up", "--state-dir", str(tmp_path / "x"),
+                           "--tls", "maybe"], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "--tls 'maybe': choose on or off" in done.stdout + done.stderr
+    assert not (tmp_path / "x").exists()  # refused before anything was made
