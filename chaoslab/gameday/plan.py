@@ -175,6 +175,15 @@ class ExperimentSpec(_Strict):
         return self
 
 
+class CoverageSpec(_Strict):
+    """`chaoslab coverage` as part of the gameday (after the experiments, under its own light load): the fault x alert
+    matrix goes into the report, and every fault that must be detected is a verdict."""
+
+    faults: list[str] = Field(default_factory=list)  # fault kinds (default: every one the lab can run)
+    services: list[str] = Field(default_factory=list)  # targets (default: all)
+    fault_s: float = Field(15.0, gt=0)
+
+
 class ScalingSpec(_Strict):
     """`chaoslab scale-test` as part of the gameday (after the experiments, without background load)."""
 
@@ -190,6 +199,7 @@ class Plan(_Strict):
     lab: LabSpec = LabSpec()
     load: LoadSpec = LoadSpec()
     experiments: list[ExperimentSpec] = Field(min_length=1)
+    coverage: CoverageSpec | None = None
     scaling: ScalingSpec | None = None
     seed: int | None = None  # what is drawn at random (a replica to kill) is drawn from it: `gameday --seed`
     score: Weights = Weights()  # the resilience score's weights (chaoslab.gameday.score)
@@ -408,6 +418,14 @@ def check(plan: Plan) -> list[str]:
             for name in (item.name, item.by):
                 if name not in catalogue:
                     problems.append(f"experiments.{spec.name}.inhibited: no alert rule {name!r}")
+    if plan.coverage is not None:
+        from chaoslab.gameday.coverage import plan_cells
+
+        try:
+            plan_cells(plan.coverage.faults or None, plan.coverage.services or None,
+                       isolated=plan.lab.network == "isolated")
+        except ValueError as exc:
+            problems.append(f"coverage: {exc}")
     if plan.scaling is not None and plan.scaling.service not in SERVICES:
         problems.append(f"scaling.service: not a service ({', '.join(SERVICES)})")
     return problems

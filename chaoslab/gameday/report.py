@@ -103,6 +103,8 @@ def context(result: GamedayResult) -> dict[str, Any]:
         "charts": result.charts, "experiments": experiments,
         "load_phases": [p for p in phases if p is not None], "scaling": scaling,
         "annotations": data["grafana_annotations"],
+        "coverage": ({**data["coverage"], "page": _rel(Path(data["coverage"]["run_dir"]) / "coverage.html", base)}
+                     if data.get("coverage") else None),
         "resilience_html": resilience.section_html(data.get("resilience"), data["experiments"]),
     }
 

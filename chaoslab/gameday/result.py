@@ -37,6 +37,7 @@ class GamedayResult:
     background: LoadPhase | None = None
     experiments: list[ExperimentResult] = field(default_factory=list)
     scaling: dict[str, Any] | None = None
+    coverage: dict[str, Any] | None = None  # the fault x alert matrix, when the plan asks for it
     verdicts: list[Verdict] = field(default_factory=list)  # baseline, scaling, and the gameday's own
     alert_intervals: list[AlertInterval] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
@@ -155,6 +156,7 @@ class GamedayResult:
                      "under_experiments": self.background.to_json() if self.background else None},
             "experiments": [_experiment_json(e) for e in self.experiments],
             "scaling": self.scaling,
+            "coverage": self.coverage,
             "alerts": [asdict(i) for i in self.alert_intervals],
             "timeline": [asdict(ev) for ev in self.events()],
             "charts": [c.to_json() for c in self.charts],

@@ -146,10 +146,34 @@ def _drive(plan: Plan, opts: Options, ui: UI, result: GamedayResult, session: co
     finally:
         ui.phase("stopping the background load (Locust writes its reports)")
         background.stop()
+    if plan.coverage is not None:
+        _coverage(plan, ui, result, session)
     if plan.scaling is not None:
         ui.phase(f"scaling check: scale-test {plan.scaling.service} {plan.scaling.replicas}")
         result.scaling, verdict = scaling.run(plan.scaling, session.state_dir, result.run_dir / "scaling", ui.console)
         result.verdicts.append(verdict)
+
+
+def _coverage(plan: Plan, ui: UI, result: GamedayResult, session: control.Running) -> None:
+    """The plan's detection coverage: the matrix for the report, a verdict per fault that must be detected."""
+    from chaoslab.gameday import coverage
+
+    assert plan.coverage is not None
+    spec = plan.coverage
+    cells = coverage.plan_cells(spec.faults or None, spec.services or None,
+                                isolated=session.registry.get("network", {}).get("mode") == "isolated")
+    ui.phase(f"detection coverage: {len(cells)} fault(s), {spec.fault_s:g} s each")
+    matrix, run_dir = coverage.run(session.state_dir, result.run_dir / "coverage", cells, fault_s=spec.fault_s,
+                                   on_cell=lambda i, c: ui.note(f"[{i + 1}/{len(cells)}] {c.fault} {c.target}: "
+                                                                f"{', '.join(c.alerts) or 'no alert'}"))
+    (run_dir / "coverage.html").write_text(coverage.render(matrix))
+    result.coverage = {**matrix.to_json(), "run_dir": str(run_dir)}
+    for cell in matrix.cells:
+        if cell.must_detect or cell.error:
+            result.verdicts.append(Verdict("coverage", f"{cell.fault} {cell.target} detected", not cell.blind
+                                           and not cell.error, detail=cell.error or
+                                           f"{cell.must_detect}: {'seen' if cell.detected else 'NOT seen'}; fired: "
+                                           f"{', '.join(cell.alerts) or 'nothing'}"))
 
 
 def _collect(result: GamedayResult, session: control.Running, opts: Options, ui: UI) -> None:

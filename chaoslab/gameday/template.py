@@ -58,6 +58,15 @@ against the plan's page budget; inhibitions as checked in Prometheus and at the 
 "FAILED" if i.notified else "nothing to inhibit" }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr>
 {% endfor %}</table>
 
+{% if coverage %}<h2 id="coverage">Detection coverage</h2>
+<p class="meta">Every fault of the plan's coverage against every target, and the alerts each set off
+(docs/detection.md says how to read it; the page of its own: <a href="{{ coverage.page }}">coverage.html</a>).</p>
+<table id="coverage-matrix"><tr><th>fault</th><th>target</th><th>clients saw it</th><th>alerts</th><th></th></tr>
+{% for c in coverage.cells %}<tr data-blind="{{ 'true' if c.blind else 'false' }}"><td>{{ c.fault }}</td><td>{{ c.target }}</td>
+<td>{{ "yes" if c.degraded else "no" }}</td><td>{{ c.alerts|join(", ") or "-" }}</td><td class="{{ 'fail' if c.blind else '' }}">{{ "BLIND" if c.blind else "" }}</td></tr>
+{% endfor %}</table>
+<p>blind spots: {{ coverage.blind_spots|join(", ") or "none" }}; dead alerts: {{ coverage.dead_alerts|join(", ") or "none" }}</p>{% endif %}
+
 <h2 id="timeline">Timeline</h2>
 <p class="meta">Load phases, experiments, faults (injected → undone) and alerts (firing → resolved, as notified at the
 lab's webhook receiver); a pale bar is still open at the end. The clock is minutes:seconds since the start.</p>

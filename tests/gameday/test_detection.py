@@ -36,3 +36,26 @@ def test_rules_are_found_per_service_and_unknown_ones_are_not_predicted() -> Non
     assert detection.predict("NoSuchAlert", {}, detection.Pipeline.native()) is None
     # a burn-rate or onset model needs Prometheus' view of the fault: without it, no prediction
     assert detection.predict("LatencyBurnRateFast", {"service": "orders"}, detection.Pipeline.native()) is None
+
+
+def test_the_coverage_matrix_names_blind_spots_and_dead_alerts() -> None:
+    from chaoslab.gameday import coverage
+
+    cells = coverage.plan_cells(["stop", "kill"], ["payments"], isolated=False)
+    assert [(c.fault, c.target, c.must_detect) for c in cells] == [("stop", "payments", "ServiceDown"),
+                                                                   ("kill", "payments", None)]
+    stop, kill = cells
+    stop.alerts, stop.detected = ["CircuitBreakerOpen (orders → payments)"], False  # ServiceDown did not fire
+    kill.alerts, kill.degraded = [], True  # clients saw it, no alert did
+    matrix = coverage.Coverage(cells, ["ServiceDown", "CircuitBreakerOpen", "BrokerDown"], None)
+    assert [f"{c.fault} {c.target}" for c in matrix.blind_spots] == ["stop payments", "kill payments"]
+    assert matrix.dead_alerts == ["ServiceDown", "BrokerDown"] and not matrix.passed
+    page = coverage.render(matrix)
+    assert page.count('data-blind="true"') == 2 and "CircuitBreakerOpen (orders → payments)" in page
+    stop.detected, stop.alerts = True, ["ServiceDown (payments)"]
+    kill.degraded = False
+    assert coverage.Coverage(cells, ["ServiceDown"], None).passed
+    with pytest.raises(ValueError, match="needs an isolated lab"):
+        coverage.plan_cells(["loss"], None, isolated=False)
+    with pytest.raises(ValueError, match="unknown service"):
+        coverage.plan_cells(["stop"], ["paymnts"], isolated=False)
