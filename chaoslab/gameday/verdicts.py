@@ -248,7 +248,8 @@ def audit_verdict(suite: str, audit: dict[str, Any] | None) -> Verdict:
     if audit is None:
         return Verdict(suite, "data audit", False, detail="the audit could not run")
     problems = [f"{k} {audit[k]}" for k in ("missing_payment", "payment_mismatch", "duplicate_payment",
-                                            "missing_notification", "duplicate_notification") if audit.get(k)]
+                                            "missing_notification", "duplicate_notification",
+                                            "payment_without_order") if audit.get(k)]
     detail = (f"{audit.get('orders', 0)} orders, {audit.get('payments', 0)} payments, "
               f"{audit.get('notifications', 0)} notifications")
     return Verdict(suite, "data audit", bool(audit.get("ok")), detail="; ".join(problems) or detail)

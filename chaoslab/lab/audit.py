@@ -40,8 +40,16 @@ def audit_views(orders: dict[str, Any], payments: dict[str, Any], notifications:
 
     problems: dict[str, list[str]] = {
         "missing_payment": [], "payment_mismatch": [], "duplicate_payment": [],
-        "missing_notification": [], "duplicate_notification": [],
+        "missing_notification": [], "duplicate_notification": [], "payment_without_order": [],
     }
+    # A charge must belong to an order orders wrote: a confirmed one, or one still pending (its confirmation
+    # failed; the customer was told so, and a retry with the same key confirms it). A payment for no order at all
+    # is money taken for nothing.
+    known = {str(o["id"]) for o in order_items} | {str(i) for i in orders.get("pending", [])}
+    pending = {str(i) for i in orders.get("pending", [])}
+    for payment in payment_items:
+        if str(payment.get("order_ref")) not in known:
+            problems["payment_without_order"].append(str(payment.get("payment_id")))
     in_flight = 0
     for order in order_items:
         oid = str(order["id"])
@@ -68,6 +76,8 @@ def audit_views(orders: dict[str, Any], payments: dict[str, Any], notifications:
         "payments": len(payment_items),
         "notifications": int(notifications.get("notifications", len(note_items))),
         "in_flight": in_flight,
+        "pending_orders": len(pending),
+        "charged_pending": sum(1 for p in payment_items if str(p.get("order_ref")) in pending),
         "outbox_unsent": int(orders.get("unsent", 0)),
         # Redeliveries the consumer recognised and dropped: at-least-once delivery working as designed.
         "duplicate_deliveries_dropped": int(notifications.get("duplicates", 0)),

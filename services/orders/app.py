@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from opentelemetry import trace
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from services import contract
@@ -41,6 +41,7 @@ from . import catalogue
 from .models import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_RE, OrderIn, metadata, orders, outbox
 from .payments import Payments, PaymentsFailed
 
+PENDING, CONFIRMED = "pending", "confirmed"  # an order is written pending, and confirmed once it is paid
 # Stable namespaces: the order id and event id of one (user, Idempotency-Key) are the same on every replica.
 ORDER_NS = uuid.UUID("6f1c1a52-3f0e-4f5e-9a53-8c1d5a0b7e01")
 EVENT_NS = uuid.UUID("0b9f3c1e-7d4a-4c8e-b6f2-2e5d9a8c4f10")
@@ -136,50 +137,70 @@ async def place(request: web.Request) -> web.Response:
     items = [{**item, "unit_price_cents": catalogue.price(item["sku"], body.currency)} for item in asked]
 
     existing = await _find(db, principal.user_id, key)
-    if existing is not None:
-        return _replay(existing, request_hash)
+    if existing is not None and (existing.status == CONFIRMED or existing.request_hash != request_hash):
+        return _replay(existing, request_hash)  # the same order again, or 409 for another body with this key
 
     await check_customer(request.app[USERS], principal)
 
     order_id = str(uuid.uuid5(ORDER_NS, f"{principal.user_id}\x00{key}"))
     total = sum(i["quantity"] * i["unit_price_cents"] for i in items)
-    try:
-        reply = await request.app[PAYMENTS].charge(user_id=principal.user_id, idempotency_key=key, order_id=order_id,
-                                                   amount_cents=total, currency=body.currency)
-    except PaymentsFailed as exc:
-        headers = {"Retry-After": "1"} if exc.status == 503 else None
-        raise order_failed(exc.reason, exc.status, exc.title, exc.detail, headers=headers) from None
-
     order = {
         "id": order_id,
         "user_id": principal.user_id,
         "idempotency_key": key,
         "request_hash": request_hash,
-        "status": "confirmed",
+        "status": PENDING,
         "total_cents": total,
         "currency": body.currency,
         "items": items,
-        "payment_id": reply.payment_id,
+        "payment_id": "",
         "event_id": str(uuid.uuid5(EVENT_NS, order_id)),
         "created_at": datetime.now(UTC),
     }
+    # The order is written (pending) before anything is charged: a database that cannot take it (a full disk)
+    # refuses the order before the customer's money moves. Charging first left a payment without an order
+    # whenever the write after it failed (found by orders-disk-full).
+    if existing is None:
+        try:
+            async with db.session(write=True) as session:
+                await session.execute(orders.insert().values(**order))
+        except IntegrityError:
+            # A concurrent request with this key wrote it first: confirmed, answer it; still pending, go on (the
+            # charge is idempotent by key, and only one of us confirms).
+            winner = await _find(db, principal.user_id, key)
+            if winner is None:  # pragma: no cover - the unique constraint that failed names a committed row
+                raise
+            if winner.status == CONFIRMED or winner.request_hash != request_hash:
+                return _replay(winner, request_hash)
+    try:
+        reply = await request.app[PAYMENTS].charge(user_id=principal.user_id, idempotency_key=key, order_id=order_id,
+                                                   amount_cents=total, currency=body.currency)
+    except PaymentsFailed as exc:
+        # The order stays pending: a retry with this key charges again (the same payment, if one was made).
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        raise order_failed(exc.reason, exc.status, exc.title, exc.detail, headers=headers) from None
+
+    order |= {"status": CONFIRMED, "payment_id": reply.payment_id}
     event = OrderEvent(event_id=order["event_id"], type=ORDER_CREATED, order_id=order_id, user_id=principal.user_id,
                        total_cents=total, currency=body.currency, occurred_at=iso_utc(order["created_at"]))
     try:
         async with db.session(write=True) as session:
-            await session.execute(orders.insert().values(**order))
+            confirmed = await session.execute(
+                update(orders).where(orders.c.id == order_id, orders.c.status == PENDING)
+                .values(status=CONFIRMED, payment_id=reply.payment_id))
+            if confirmed.rowcount == 0:  # another request with this key confirmed it meanwhile
+                raise IntegrityError("order already confirmed", None, Exception())
             await session.execute(outbox.insert().values(**outbox_entry(
                 event_id=event.event_id, routing_key=ORDER_CREATED, payload=event.payload(), order_id=order_id)))
     except IntegrityError:
-        # A concurrent request with this key (on this replica or another) stored the order first.
         winner = await _find(db, principal.user_id, key)
-        if winner is None:  # pragma: no cover - the unique constraint that failed names a committed row
+        if winner is None or winner.status != CONFIRMED:  # pragma: no cover - the confirmed row is committed
             raise
         return _replay(winner, request_hash)
     metrics.orders_placed_total.inc()
     log.info("order placed", order_id=order_id, payment_id=reply.payment_id, total_cents=total,
              payment_replayed=reply.replayed)
-    # The answer is the row just committed; reading it back would cost a session and a statement per order.
+    # The answer is the order just confirmed; reading it back would cost a session and a statement per order.
     return web.json_response(order_view(order), status=201, headers={"Location": f"/orders/{order_id}"})
 
 
@@ -197,7 +218,8 @@ async def list_orders(request: web.Request) -> web.Response:
     show_all = query_bool(request, "all")
     if show_all and ADMIN not in principal.roles:
         raise ApiError(403, "Forbidden", "only an admin may list every order (all=true)")
-    query = this_page.of(select(orders).order_by(orders.c.created_at.desc(), orders.c.id))
+    query = this_page.of(select(orders).where(orders.c.status == CONFIRMED)
+                         .order_by(orders.c.created_at.desc(), orders.c.id))
     if not show_all:
         query = query.where(orders.c.user_id == principal.user_id)
     rows = await request.app[DATABASE].rows(query)
@@ -208,7 +230,8 @@ async def list_orders(request: web.Request) -> web.Response:
 @authenticated(roles=ANY_USER)
 async def get_order(request: web.Request) -> web.Response:
     principal: Principal = request["principal"]
-    row = await request.app[DATABASE].first(select(orders).where(orders.c.id == request.match_info["order_id"]))
+    row = await request.app[DATABASE].first(select(orders).where(orders.c.id == request.match_info["order_id"],
+                                                                 orders.c.status == CONFIRMED))
     # Another user's order answers 404, exactly like a missing one: its existence is not revealed.
     if row is None or (row.user_id != principal.user_id and ADMIN not in principal.roles):
         raise ApiError(404, "Not Found", "no such order")
@@ -221,16 +244,21 @@ async def audit(request: web.Request) -> web.Response:
         select(orders.c.id, orders.c.user_id, orders.c.payment_id, orders.c.event_id, orders.c.total_cents,
                orders.c.created_at, outbox.c.sent_at)
         .select_from(orders.outerjoin(outbox, outbox.c.event_id == orders.c.event_id))
+        .where(orders.c.status == CONFIRMED)
         .order_by(orders.c.created_at)
     )
     rows = await request.app[DATABASE].rows(query)
+    # Orders written but never confirmed (their charge failed, or the confirmation could not be written): no
+    # customer was told they exist; the audit tells a payment for one of them from a payment for no order at all.
+    pending = [r.id for r in await request.app[DATABASE].rows(select(orders.c.id).where(orders.c.status == PENDING))]
     items = [
         {"id": r.id, "user_id": r.user_id, "payment_id": r.payment_id, "event_id": r.event_id,
          "total_cents": r.total_cents, "created_at": iso_utc(r.created_at), "sent": r.sent_at is not None}
         for r in rows
     ]
     unsent = sum(1 for i in items if not i["sent"])
-    return web.json_response({"service": contract.ORDERS.name, "count": len(items), "unsent": unsent, "items": items})
+    return web.json_response({"service": contract.ORDERS.name, "count": len(items), "unsent": unsent, "items": items,
+                              "pending": pending})
 
 
 def create_service() -> Service:

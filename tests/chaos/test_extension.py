@@ -181,6 +181,20 @@ def test_the_data_audit_names_lost_duplicated_and_unpaid_orders() -> None:
     assert report["duplicate_payment_ids"] == ["o2"]
     assert report["payment_mismatch_ids"] == ["o3"]
     assert report["missing_payment_ids"] == ["o4"] and report["missing_notification_ids"] == ["o4"]
+    assert report["payment_without_order_ids"] == ["p3"]  # charged for o9, which orders never wrote
+
+
+def test_a_charge_for_a_pending_order_is_counted_and_one_for_no_order_fails() -> None:
+    """orders writes an order pending before charging: a charge whose confirmation could not be written belongs to
+    a pending order (counted: a retry with its key confirms it); a charge for an order orders never wrote is money
+    taken for nothing."""
+    orders_view, payments_view, notes_view = _views(
+        [order(1)], [{"payment_id": "p1", "order_ref": "o1"}, {"payment_id": "p7", "order_ref": "o7"}],
+        [{"event_id": "e1", "notifications": 1}])
+    report = audit_views({**orders_view, "pending": ["o7"]}, payments_view, notes_view, now=1e10, settle_s=10)
+    assert report["ok"] and report["pending_orders"] == 1 and report["charged_pending"] == 1
+    report = audit_views(orders_view, payments_view, notes_view, now=1e10, settle_s=10)
+    assert not report["ok"] and report["payment_without_order_ids"] == ["p7"]
 
 
 def test_a_young_order_without_its_notification_is_in_flight_not_lost() -> None:
