@@ -27,10 +27,10 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-from chaoslab.lab import iptables
+from chaoslab.lab import iptables, status_server
 from chaoslab.lab.network import NetPlan, install_chains
 from chaoslab.lab.ports import SERVICES
 from chaoslab.lab.probes import http_ok
@@ -148,28 +148,8 @@ class Controller:
 
 
 def serve(controller: Controller, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            if self.path == "/health":
-                ok = controller.ready is not None
-                body, status = {"status": "ok" if ok else "starting"}, 200 if ok else 503
-            elif self.path == "/endpoints":
-                body, status = controller.view(), 200
-            else:
-                body, status = {"error": "not found"}, 404
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
-    return server
+    return status_server.serve(port, {"/health": status_server.health(lambda: controller.ready is not None),
+                                      "/endpoints": lambda: (controller.view(), 200)})
 
 
 def main(argv: list[str] | None = None) -> int:

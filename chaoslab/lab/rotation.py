@@ -20,10 +20,10 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-from chaoslab.lab import certfaults
+from chaoslab.lab import certfaults, status_server
 from chaoslab.lab.binaries import find_binaries
 from chaoslab.lab.certs import holders, issue, pki_of, renewal_due
 from chaoslab.lab.pki import BROKER, spiffe_uri
@@ -118,27 +118,8 @@ class Rotator:
 
 
 def serve(rotator: Rotator, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            if self.path == "/health":
-                body, status = {"status": "ok" if rotator.started else "starting"}, 200 if rotator.started else 503
-            elif self.path == "/certificates":
-                body, status = rotator.view(), 200
-            else:
-                body, status = {"error": "not found"}, 404
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
-    return server
+    return status_server.serve(port, {"/health": status_server.health(lambda: rotator.started),
+                                      "/certificates": lambda: (rotator.view(), 200)})
 
 
 def main(argv: list[str] | None = None) -> int:
