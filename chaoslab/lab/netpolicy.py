@@ -13,7 +13,8 @@ endpoints controller's DNAT, so it sees the replica's own address. It returns (l
 
 and refuses everything else at once (a TCP reset, or ICMP port unreachable: connect() fails with ECONNREFUSED),
 so a refused connection is seen as one, not as a hang, counted by the rules' counters
-(`iptables -L CHAOSLAB-<B>-POL -v`).
+(`iptables -L CHAOSLAB-<B>-POL -v`). A chain of the same name in the nat table, ahead of the service addresses'
+dispatch, keeps a refused connection to a service address from being DNATed to a replica (`nat_rules`).
 Replicas are matched by their service's whole address block (.10 + 20*i ... + 19): scaling needs no new rule. The host
 end of the bridge (.1: clients, Prometheus, the endpoints prober, the CLI) is not routed through it: the observation
 plane and the shop's public entry stay open, as on a Kubernetes node.
@@ -41,6 +42,8 @@ class Plan(Protocol):
     def broker_address(self) -> str: ...
 
     def replica_address(self, service: str, replica: int) -> str: ...
+
+    def service_address(self, service: str) -> str: ...
 
 
 def chain_of(plan: Plan) -> str:
@@ -73,12 +76,23 @@ def rules(plan: Plan) -> list[str]:
             match = f"-d {target}/32 -m iprange --src-range {source}"
         out.append(f'-p tcp {match} -m tcp --dport {port} -m conntrack --ctstate NEW '
                    f'-m comment --comment "{caller} -> {callee}" -j RETURN')
-    # A caller that dialled a service address (DNATed to a replica) gets ICMP port unreachable: a reset made here
-    # would come from the replica's own address, which the DNAT does not turn back (seen: a hang), while conntrack
-    # translates an ICMP error back. The kernel rate-limits ICMP errors per peer (about one a second after a burst):
-    # a caller retrying at once may wait for its next SYN (1 s). Any other TCP gets a reset, the rest ICMP.
-    out += ['-p tcp -m conntrack --ctstate DNAT -m comment --comment "not in the call graph" '
-            '-j REJECT --reject-with icmp-port-unreachable',
-            '-p tcp -m comment --comment "not in the call graph" -j REJECT --reject-with tcp-reset',
+    out += ['-p tcp -m comment --comment "not in the call graph" -j REJECT --reject-with tcp-reset',
             '-m comment --comment "not in the call graph" -j REJECT --reject-with icmp-port-unreachable']
+    return out
+
+
+def nat_rules(plan: Plan) -> list[str]:
+    """The policy's side in the nat table, before the service addresses' dispatch (chaoslab.lab.endpoints): a
+    connection to a service address that the call graph does not allow is not DNATed to a replica (ACCEPT ends the
+    nat table's work on it), so the filter chain refuses it with a reset from the service address itself. A reset
+    made behind the DNAT would come from the replica's own address, which the caller ignores (seen: a hang), and the
+    ICMP errors that conntrack would translate back are rate-limited by the kernel (seen: refusals 1-3 s late)."""
+    out = []
+    for caller, callee, source, _, port in allowed(plan):
+        if callee in contract.SERVICE_NAMES:
+            address = plan.service_address(callee)
+            out.append(f"-d {address}/32 -p tcp -m iprange --src-range {source} -m tcp --dport {port} "
+                       f'-m comment --comment "{caller} -> {callee}" -j RETURN')
+    addresses = ",".join(f"{plan.service_address(s)}/32" for s in contract.SERVICE_NAMES)
+    out.append(f'-d {addresses} -m comment --comment "not in the call graph: no replica" -j ACCEPT')
     return out

@@ -275,12 +275,14 @@ def install_chains(plan: NetPlan) -> None:
         plan.faults_chain: [f"-p tcp -m multiport --ports {plan.observer_ports()} -j RETURN"],
         plan.no_endpoints_chain: [],
     })
-    iptables.replace("nat", {chain: []})
+    iptables.replace("nat", {chain: [], netpolicy.chain_of(plan): netpolicy.nat_rules(plan)})
     iptables.ensure_jump("filter", "FORWARD", ["-o", br, "-j", plan.forward_chain])
     iptables.ensure_jump("filter", "FORWARD", ["-i", br, "-j", plan.forward_chain])
     iptables.ensure_jump("filter", "INPUT", ["-i", br, "-j", chain])
     iptables.ensure_jump("filter", "OUTPUT", ["-o", br, "-j", chain])
     iptables.ensure_jump("nat", "PREROUTING", ["-i", br, "-j", chain])
+    # inserted at the head after the dispatch's jump: the policy decides first which connections get a replica
+    iptables.ensure_jump("nat", "PREROUTING", ["-i", br, "-j", netpolicy.chain_of(plan)])
     iptables.ensure_jump("nat", "OUTPUT", ["-d", str(plan.subnet), "-j", chain])
 
 
