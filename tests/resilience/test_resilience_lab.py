@@ -328,11 +328,14 @@ def test_a_set_started_from_an_idle_lab_with_down_stops_it(tmp_path: Path) -> No
         done = run_chaoslab("gameday", "--plan", PLANS / "tiny.yaml", "--repeat", "2", "--seed", "1", "--down",
                             "--state-dir", state_dir, "--base-port", str(base), "--runs-dir", tmp_path / "runs",
                             timeout=RUN_TIMEOUT_S)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        # the verdicts are not this test's business: a lab killed into seconds after it started may well fail its
+        # client budget (27% of errors was seen), and the set must still be stopped
+        assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-2000:]
         assert "stopped the lab the set started" in done.stdout
         [set_dir] = (tmp_path / "runs").glob("*-set-tiny")
         runs = json.loads((set_dir / "set.json").read_text())["runs"]
-        assert [r["status"] for r in runs] == ["passed", "passed"]
+        assert [r["repetition"] for r in runs] == [1, 2] and {r["status"] for r in runs} <= {"passed", "failed"}
+        assert (done.returncode == 1) == ("failed" in {r["status"] for r in runs})
         assert_no_lab_process(state_dir, base)
     finally:
         run_chaoslab("down", "--state-dir", state_dir)
