@@ -1,12 +1,13 @@
 """Time from `chaoslab up` to all-ready, and the whole lab's memory with one replica per service.
 
-    .venv/bin/python bench/startup_memory.py [--runs 2] [--base-port 26000]
+    .venv/bin/python bench/startup_memory.py [--runs 2] [--base-port 26000] [--network isolated] [--tls off]
 
 Each run starts a fresh lab in a temporary state dir (cold: RabbitMQ creates its database, every service its
 schema), measures the wall time until every process is ready, then sums the memory of every process of the
 lab: RSS (what `ps` shows; shared pages counted once per process) and PSS (shared pages divided among their
 users: the honest total). Targets (issue 2): under 15 s and under 600 MB. Results go to
-bench/results/startup_memory.json.
+bench/results/startup_memory.json (startup_memory_isolated.json for --network isolated; a `_tls-off` suffix for
+--tls off: mutual TLS, the lab's default, is on otherwise).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from chaoslab.lab.procs import lab_processes
 ONE_EACH = {s: 1 for s in ("gateway", "auth", "users", "orders", "payments", "notifications")}
 
 
-def measure_once(base: int, network: str = "loopback") -> dict[str, object]:
+def measure_once(base: int, network: str = "loopback", tls: bool = True) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="chaoslab-bench-") as state:
         started = time.perf_counter()
-        control.up(state, base, ONE_EACH, network_mode=network)
+        control.up(state, base, ONE_EACH, network_mode=network, tls=tls)
         ready_s = time.perf_counter() - started
         time.sleep(3)  # let start-up garbage settle before reading memory
         try:
@@ -50,6 +51,7 @@ def measure_once(base: int, network: str = "loopback") -> dict[str, object]:
                         "prometheus" if "prometheus --config" in cmd or cmd.startswith("/usr/bin/prometheus ") else
                         "alertmanager" if "alertmanager" in cmd else
                         "supervisord" if "supervisord" in cmd else
+                        "certs" if "chaoslab.lab.rotation" in cmd else
                         "services" if "services." in cmd else "other")
                 by_kind[kind] = by_kind.get(kind, 0) + info.pss
         finally:
@@ -70,11 +72,13 @@ def main() -> None:
     parser.add_argument("--network", choices=("loopback", "isolated"), default="loopback",
                         help="isolated (root): every replica in a namespace of its own (results: "
                              "startup_memory_isolated.json)")
+    parser.add_argument("--tls", choices=("on", "off"), default="on",
+                        help="off: every hop plain, no CA, no certs program (results: ..._tls-off.json)")
     args = parser.parse_args()
     base = args.base_port or find_free_base(26000, 30000)
     runs = []
     for i in range(args.runs):
-        result = measure_once(base, args.network)
+        result = measure_once(base, args.network, args.tls == "on")
         print(f"run {i + 1}: ready in {result['ready_s']} s, RSS {result['rss_mb']} MB, PSS {result['pss_mb']} MB "
               f"{result['pss_mb_by_kind']}")
         runs.append(result)
@@ -87,8 +91,9 @@ def main() -> None:
         "median_rss_mb": statistics.median(r["rss_mb"] for r in runs),
         "targets": {"ready_s": 15, "memory_mb": 600},
     }
-    suffix = "" if args.network == "loopback" else f"_{args.network}"
+    suffix = ("" if args.network == "loopback" else f"_{args.network}") + ("" if args.tls == "on" else "_tls-off")
     summary["network"] = args.network
+    summary["tls"] = args.tls
     out = Path(__file__).parent / "results" / f"startup_memory{suffix}.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"median: ready {summary['median_ready_s']} s, PSS {summary['median_pss_mb']} MB, "

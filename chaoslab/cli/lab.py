@@ -184,6 +184,8 @@ def status(
              "alertmanager": str(ports.alertmanager), "webhook": str(ports.webhook)}
     if st.spec.isolated:
         infra["endpoints"] = str(ports.endpoints)
+    if st.spec.tls:
+        infra["certs"] = str(ports.certs)  # the renewals of the lab's certificates
     healthy = True
     for name, port in infra.items():
         p = info.get(name, {})

@@ -157,7 +157,7 @@ def test_status_table_logs_and_a_second_up(lab: dict[str, Any], chaoslab_cli: Ca
     state = lab["state_dir"]
     shown = chaoslab_cli("status", "--state-dir", state)
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    for name in ("rabbitmq", "prometheus", "alertmanager", "webhook", *(f"{s}-1" for s in SERVICES)):
+    for name in ("rabbitmq", "certs", "prometheus", "alertmanager", "webhook", *(f"{s}-1" for s in SERVICES)):
         assert name in shown.stdout
     assert "alerts" in shown.stdout
     service = SERVICES[0]
