@@ -83,6 +83,25 @@ COMMON_SETTINGS = {"fault_s": 20, "fault_ttl_s": 120, "recover_within_s": 60, "w
                    "max_error_ratio": 0.05}
 
 
+def fault_targets(fault_kinds: list[str] | None, services: list[str] | None,
+                  isolated: bool) -> list[tuple[str, str]]:
+    """Every (fault kind, target) pair of a detection matrix: the kinds given (default: every in-service kind, and
+    below the application in an isolated lab) against every service given (default: all) they apply to, or the
+    broker. ValueError for an unknown fault kind or service, or a kernel fault asked of a lab that is not isolated.
+    """
+    kinds = fault_kinds or [k for k in FAULTS if isolated or not FAULTS[k].isolated]
+    for kind in kinds:
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; one of: {', '.join(FAULTS)}")
+        if FAULTS[kind].isolated and not isolated:
+            raise ValueError(f"{kind} acts below the application: it needs an isolated lab")
+    targets = services or list(SERVICES)
+    for service in targets:
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}; one of: {', '.join(SERVICES)}")
+    return [(kind, target) for kind in kinds for target in (targets if FAULTS[kind].service_target else ["broker"])]
+
+
 def _fill(value: Any, target: str) -> Any:
     if isinstance(value, str):
         return value.replace("{target}", target)

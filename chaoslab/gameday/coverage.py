@@ -29,7 +29,6 @@ from chaoslab.gameday.alerts import identity
 from chaoslab.gameday.journal import fault_window
 from chaoslab.lab import faults, registry, webhook
 from chaoslab.lab.paths import new_run_dir
-from chaoslab.lab.ports import SERVICES
 from chaoslab.observability.alerts import alert_names
 
 # fault kind -> the alert (on the target service, or the broker) that must fire for it
@@ -95,23 +94,8 @@ class Coverage:
 def plan_cells(fault_kinds: list[str] | None, services: list[str] | None, isolated: bool) -> list[Cell]:
     """The matrix's rows: every fault kind (in-service ones, and below the application in an isolated lab) against
     every service it applies to. ValueError for an unknown fault kind or service."""
-    kinds = fault_kinds or [k for k in template.FAULTS if isolated or not template.FAULTS[k].isolated]
-    for kind in kinds:
-        if kind not in template.FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; one of: {', '.join(template.FAULTS)}")
-        if template.FAULTS[kind].isolated and not isolated:
-            raise ValueError(f"{kind} acts below the application: it needs an isolated lab")
-    targets = services or list(SERVICES)
-    for service in targets:
-        if service not in SERVICES:
-            raise ValueError(f"unknown service {service!r}; one of: {', '.join(SERVICES)}")
-    cells = []
-    for kind in kinds:
-        spec = template.FAULTS[kind]
-        for target in (targets if spec.service_target else ["broker"]):
-            must = MUST_DETECT.get(kind)
-            cells.append(Cell(kind, target, must_detect=must, detected=False if must else None))
-    return cells
+    return [Cell(kind, target, must_detect=MUST_DETECT.get(kind), detected=False if kind in MUST_DETECT else None)
+            for kind, target in template.fault_targets(fault_kinds, services, isolated)]
 
 
 def _firing_now(prometheus: Prometheus, severity: str | None = None) -> set[str]:

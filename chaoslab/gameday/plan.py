@@ -419,11 +419,13 @@ def check(plan: Plan) -> list[str]:
                 if name not in catalogue:
                     problems.append(f"experiments.{spec.name}.inhibited: no alert rule {name!r}")
     if plan.coverage is not None:
-        from chaoslab.gameday.coverage import plan_cells
+        # the matrix's own check (chaoslab.gameday.coverage builds its cells from it); plan cannot import coverage,
+        # which reads plans
+        from chaoslab.chaos.template import fault_targets
 
         try:
-            plan_cells(plan.coverage.faults or None, plan.coverage.services or None,
-                       isolated=plan.lab.network == "isolated")
+            fault_targets(plan.coverage.faults or None, plan.coverage.services or None,
+                          isolated=plan.lab.network == "isolated")
         except ValueError as exc:
             problems.append(f"coverage: {exc}")
     if plan.scaling is not None and plan.scaling.service not in SERVICES:
