@@ -184,9 +184,10 @@ def test_kill_payments_replica_comes_back_by_the_restart_policy(stack: Stack) ->
     journal = _run_experiment(stack, "kill-payments-replica")
     assert verdict.compute(journal).passed, verdict.compute(journal).failures
     # Measured from the moment the killed replica was gone (chaoslab.chaos.crash): a container restart and an
-    # interpreter start take more than a second. Measured from the crash's answer, it read 0.01 s.
+    # interpreter start take most of a second (0.86 s seen in CI, 1-2 s usually). Measured from the crash's answer,
+    # it read 0.01 s.
     recovery = _measure(journal, "payments-back-within-bound")
-    assert recovery["seconds"] >= 1.0, recovery
+    assert recovery["seconds"] >= 0.5, recovery
     # The runner's settings load the Grafana annotation control; no Grafana runs here (NOT_STARTED), and the
     # experiment passed all the same.
     assert OUTPUTS["kill-payments-replica"].count("Grafana annotation not posted to http://grafana:3000") == 2
