@@ -30,6 +30,9 @@ class Fault:
     settings: dict[str, Any] = field(default_factory=dict)  # configuration keys the arguments use
     isolated: bool = False  # a fault below the application: needs `chaoslab up --network isolated`
     service_target: bool = True  # False: the target is the broker, not a service
+    # The alert (on the target service, or the broker) that must fire for this fault: `chaoslab coverage` and a
+    # plan's coverage block fail when it does not (None: no alert is owed, the matrix only records what fired)
+    must_detect: str | None = None
 
     def target_word(self, target: str) -> str:
         return target if self.service_target else "the broker"
@@ -39,7 +42,7 @@ FAULTS: dict[str, Fault] = {
     "kill": Fault("kill_replica", "SIGKILL one replica; supervisord starts it again",
                   {"service": "{target}"}, None),
     "stop": Fault("stop_service", "stop every replica of the service (an outage)",
-                  {"service": "{target}"}, ("start_service", {"service": "{target}"})),
+                  {"service": "{target}"}, ("start_service", {"service": "{target}"}), must_detect="ServiceDown"),
     "pause": Fault("pause_replica", "SIGSTOP one replica: it holds its connections and answers nothing",
                    {"service": "{target}"}, ("resume_replicas", {"service": "{target}"})),
     "latency": Fault("inject_latency", "the service's answers are delayed",
@@ -48,12 +51,13 @@ FAULTS: dict[str, Fault] = {
     "errors": Fault("inject_errors", "the service answers a share of requests with an error status",
                     {"service": "{target}", "status": 503, "percent": "${error_percent}",
                      "ttl_s": "${fault_ttl_s}"},
-                    ("clear_faults", {"service": "{target}"}), {"error_percent": 50}),
+                    ("clear_faults", {"service": "{target}"}), {"error_percent": 50},
+                    must_detect="AvailabilityBurnRateFast"),
     "cpu": Fault("inject_cpu_burn", "a thread burns the replica's CPU",
                  {"service": "{target}", "percent": 100, "ttl_s": "${fault_ttl_s}"},
                  ("clear_faults", {"service": "{target}"})),
     "broker": Fault("stop_broker", "stop the lab's RabbitMQ node", {}, ("start_broker", {}),
-                    service_target=False),
+                    service_target=False, must_detect="BrokerDown"),
     "blackhole": Fault("blackhole", "packets to the service are dropped: connections hang",
                        {"target": "{target}", "ttl_s": "${fault_ttl_s}"}, ("end_kernel_faults", {}), isolated=True),
     "loss": Fault("lose_packets", "a share of the service's packets is lost",

@@ -25,14 +25,20 @@ def _split(value: str | None) -> list[str] | None:
 @app.command("coverage", epilog="Examples:\n\n  chaoslab coverage    (every in-service fault, every service: "
              "about 40 runs, 30-40 minutes)\n\n"
              "  chaoslab coverage --faults stop,errors --services payments\n\n"
+             "  chaoslab coverage --plan full    (the plan's coverage block: its faults, services and fault_s)\n\n"
              "  chaoslab coverage --json > coverage.json\n\nExit code: 0 when every fault that must be detected was "
-             "(chaoslab/gameday/coverage.py's MUST_DETECT), 1 otherwise, 2 for a bad command line, 4 when another "
-             "command holds the lab's lease. Writes runs/<time>-coverage-*/coverage.html and coverage.json.")
+             "(stop: ServiceDown, errors: AvailabilityBurnRateFast, broker: BrokerDown; the catalogue's must_detect in "
+             "chaoslab/chaos/template.py), 1 otherwise, 2 for a bad command line, 4 when another command holds the "
+             "lab's lease. Writes runs/<time>-coverage-*/coverage.html and coverage.json.")
 def coverage(
     faults: Annotated[str | None, typer.Option(help="Fault kinds, comma separated (chaoslab chaos new's kinds; "
                                                     "default: every one the lab can run).")] = None,
     services: Annotated[str | None, typer.Option(help="Target services, comma separated (default: all).")] = None,
-    fault_s: Annotated[float, typer.Option(help="How long each fault is held, seconds.")] = 20.0,
+    fault_s: Annotated[float | None, typer.Option(help="How long each fault is held, seconds (default: the plan's "
+                                                       "fault_s, else 20).")] = None,
+    plan: Annotated[str | None, typer.Option(help="A gameday plan (a name in plans/ or a path) whose coverage block "
+                                                  "gives the faults, services and fault_s; the options above "
+                                                  "override it.")] = None,
     state_dir: StateDir = STATE_DIR,
     runs_dir: RunsDir = RUNS_DIR,
     wait: Wait = 0.0,
@@ -45,9 +51,21 @@ def coverage(
     from chaoslab.lab import registry
 
     with errors():
+        kinds, targets = _split(faults), _split(services)
+        if plan is not None:
+            from chaoslab.gameday.plan import load
+
+            block = load(plan).coverage
+            if block is None:
+                raise fail(f"plan {plan} has no coverage block (plans/README.md: coverage)", code=2)
+            kinds, targets = kinds or block.faults or None, targets or block.services or None
+            fault_s = fault_s if fault_s is not None else block.fault_s
+        fault_s = fault_s if fault_s is not None else 20.0
+        if fault_s <= 0:
+            raise fail("--fault-s must be more than 0", code=2)
         isolated = registry.find(state_dir).get("network", {}).get("mode") == "isolated"
         try:
-            cells = cov.plan_cells(_split(faults), _split(services), isolated)
+            cells = cov.plan_cells(kinds, targets, isolated)
         except ValueError as exc:
             raise fail(str(exc), code=2) from None
         with lease(state_dir, wait_s=wait, on_wait=waiting):

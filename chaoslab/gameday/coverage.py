@@ -8,8 +8,9 @@ Each cell is a real `chaos run` of the experiment `chaoslab chaos new` would wri
 before the next one, so that an alert is attributed to the fault that raised it: alerts already firing when a fault
 goes in are not its own.
 
-MUST_DETECT is the part of the catalogue an alert must cover: a whole service stopped pages ServiceDown, the
-broker stopped pages BrokerDown, a service answering half its requests with errors burns its availability budget.
+The catalogue (chaoslab/chaos/template.py's FAULTS) marks the faults an alert must cover (`must_detect`): a whole
+service stopped pages ServiceDown, the broker stopped pages BrokerDown, a service answering half its requests with
+errors burns its availability budget.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from chaoslab.lab import faults, registry, webhook
 from chaoslab.lab.paths import new_run_dir
 from chaoslab.observability.alerts import alert_names
 
-# fault kind -> the alert (on the target service, or the broker) that must fire for it
-MUST_DETECT: dict[str, str] = {"stop": "ServiceDown", "broker": "BrokerDown", "errors": "AvailabilityBurnRateFast"}
 IN_SERVICE = ("kill", "stop", "pause", "latency", "errors", "cpu", "broker")
 DEGRADED_ERROR_RATIO = 0.01  # clients saw the fault: more failures than this share...
 DEGRADED_P99_FACTOR = 3.0  # ... or a p99 this many times the baseline's (and at least DEGRADED_P99_MIN_S)
@@ -94,8 +93,11 @@ class Coverage:
 def plan_cells(fault_kinds: list[str] | None, services: list[str] | None, isolated: bool) -> list[Cell]:
     """The matrix's rows: every fault kind (in-service ones, and below the application in an isolated lab) against
     every service it applies to. ValueError for an unknown fault kind or service."""
-    return [Cell(kind, target, must_detect=MUST_DETECT.get(kind), detected=False if kind in MUST_DETECT else None)
-            for kind, target in template.fault_targets(fault_kinds, services, isolated)]
+    cells = []
+    for kind, target in template.fault_targets(fault_kinds, services, isolated):
+        must = template.FAULTS[kind].must_detect
+        cells.append(Cell(kind, target, must_detect=must, detected=False if must else None))
+    return cells
 
 
 def _firing_now(prometheus: Prometheus, severity: str | None = None) -> set[str]:

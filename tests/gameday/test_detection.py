@@ -4,6 +4,10 @@ tests/gameday/test_verdict_failures.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from chaoslab.gameday import detection
@@ -59,3 +63,22 @@ def test_the_coverage_matrix_names_blind_spots_and_dead_alerts() -> None:
         coverage.plan_cells(["loss"], None, isolated=False)
     with pytest.raises(ValueError, match="unknown service"):
         coverage.plan_cells(["stop"], ["paymnts"], isolated=False)
+
+
+def test_what_must_be_detected_is_marked_in_the_catalogue(chaoslab_cli: Callable[..., Any], tmp_path: Path) -> None:
+    """The catalogue's must_detect is what the matrix owes, and `coverage --plan` reads a plan's coverage block."""
+    from chaoslab.chaos import template
+    from chaoslab.gameday import coverage
+
+    owed = {kind: fault.must_detect for kind, fault in template.FAULTS.items() if fault.must_detect}
+    assert owed == {"stop": "ServiceDown", "errors": "AvailabilityBurnRateFast", "broker": "BrokerDown"}
+    cells = coverage.plan_cells(["broker", "latency"], ["users"], isolated=False)
+    assert [(c.fault, c.target, c.must_detect, c.detected) for c in cells] == [
+        ("broker", "broker", "BrokerDown", False), ("latency", "users", None, None)]
+    no_block = chaoslab_cli("coverage", "--plan", "quick", "--state-dir", tmp_path)
+    assert no_block.returncode == 2 and "plan quick has no coverage block" in no_block.stderr, no_block.stderr
+    own = tmp_path / "own.yaml"  # a plan with a coverage block gets past it, to the lab it needs
+    own.write_text("name: own\nexperiments: [{experiment: kill-payments-replica}]\n"
+                   "coverage: {faults: [stop], fault_s: 5}\n")
+    no_lab = chaoslab_cli("coverage", "--plan", own, "--state-dir", tmp_path / "none")
+    assert no_lab.returncode != 0 and "no lab in" in no_lab.stderr, no_lab.stderr
