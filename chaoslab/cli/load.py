@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from chaoslab.cli.console import err, errors, out
-from chaoslab.cli.options import STATE_DIR, StateDir
+from chaoslab.cli.console import err, errors, out, waiting
+from chaoslab.cli.options import STATE_DIR, StateDir, Wait
 from chaoslab.errors import FAILED, INTERRUPTED, LoadError
 from chaoslab.lab.paths import DEFAULT_RUNS_DIR, new_run_dir
 from loadtests import scenarios  # plain data, no Locust import
@@ -161,14 +161,17 @@ def scale_test(
     run_dir: Annotated[Path | None, typer.Option(help="Where results go (default runs/<time>-scale-<service>).")]
     = None,
     state_dir: StateDir = STATE_DIR,
+    wait: Wait = 0.0,
 ) -> None:
     """Scale a service through its replica counts, drive each to saturation, and report the scaling efficiency.
 
     Writes scaling.json (and each run's Locust reports) into the run dir.
 
-    Exit 1 when the efficiency at the largest replica count is below --min-efficiency.
-    The lab goes back to its replica count at the end.
+    Exit 1 when the efficiency at the largest replica count is below --min-efficiency, 4 when another command
+    holds the lab's lease (it scales the lab and changes the service's environment: no experiment may run
+    meanwhile). The lab goes back to its replica count at the end.
     """
+    from chaoslab.lab.lease import lease
     from chaoslab.load import scaletest
 
     with errors():
@@ -183,12 +186,13 @@ def scale_test(
             raise LoadError("--provider-latency-ms and --provider-concurrency must be 0 (keep) or more")
         provider = {k: str(v) for k, v in (("PROVIDER_LATENCY_MS", provider_latency_ms),
                                            ("PROVIDER_CONCURRENCY", provider_concurrency)) if v}
-        result = scaletest.run(
-            scaletest.ScaleRequest(service=service, replicas=counts, scenario=scenario, duration_s=duration_s,
-                                   users_per_replica=users_per_replica, min_efficiency=min_efficiency,
-                                   state_dir=state_dir, run_dir=run_dir,
-                                   provider_env=provider if service == "payments" else None),
-            out, err,
-        )
+        with lease(state_dir, wait_s=wait, on_wait=waiting):
+            result = scaletest.run(
+                scaletest.ScaleRequest(service=service, replicas=counts, scenario=scenario, duration_s=duration_s,
+                                       users_per_replica=users_per_replica, min_efficiency=min_efficiency,
+                                       state_dir=state_dir, run_dir=run_dir,
+                                       provider_env=provider if service == "payments" else None),
+                out, err,
+            )
         if not result["passed"]:
             raise typer.Exit(FAILED)

@@ -14,7 +14,7 @@ from chaoslab.cli import app
 pytestmark = pytest.mark.quick
 
 FILE_ONLY = {"chaos list", "chaos judge", "chaos new"}  # experiments and journals on disk; no lab
-CHANGES_THE_LAB = {"scale", "env", "down", "faults", "chaos run", "chaos random", "gameday", "coverage"}
+CHANGES_THE_LAB = {"scale", "env", "down", "faults", "chaos run", "chaos random", "gameday", "coverage", "scale-test"}
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> dict[str, set[str]]:

@@ -135,6 +135,7 @@ def test_ctrl_c_and_a_second_command_against_the_same_lab(cli: Cli, user_lab: di
         refused = cli("chaos", "run", short.name)
         assert refused.returncode == 4 and f"pid {first.pid}" in refused.stderr, refused.stderr
         assert cli("scale", "orders=2").returncode == 4
+        assert cli("scale-test", "payments", "--replicas", "1,2").returncode == 4  # it scales and sets env too
         second = subprocess.Popen([sys.executable, "-m", "chaoslab.cli", "chaos", "run", short.name, "--wait", "120",
                                    "--json"], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
