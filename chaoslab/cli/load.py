@@ -50,8 +50,9 @@ def load(
     = None,
     mix: Annotated[str | None, typer.Option(help=f"Journey mix: {', '.join(scenarios.MIXES)}.")] = None,
     locustfile: Annotated[Path | None, typer.Option(
-        "--locustfile", "-f", help="Your own locustfile: its user classes run instead of chaoslab's journeys, "
-                                   "with the scenario's shape, thresholds, metrics and reports.")] = None,
+        "--locustfile", "-f", envvar="LOCUST_LOCUSTFILE", show_envvar=True,
+        help="Your own locustfile: its user classes run instead of chaoslab's journeys, with the scenario's "
+             "shape, thresholds, metrics and reports (Locust's own LOCUST_LOCUSTFILE works too).")] = None,
     user_class: Annotated[list[str] | None, typer.Option(
         "--user-class", help="With --locustfile: run only this class of it (repeatable; default: all).")] = None,
     state_dir: StateDir = STATE_DIR,
