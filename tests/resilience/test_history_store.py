@@ -101,3 +101,23 @@ def test_the_history_command(tmp_path: Path) -> None:
 def test_the_history_command_refuses_bad_input(tmp_path: Path, args: list[str], code: int, message: str) -> None:
     done = run_chaoslab("history", "--state-dir", tmp_path / "empty", *args)
     assert done.returncode == code and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_reports_resilience_section_charts_every_trended_figure() -> None:
+    """The gameday report's history charts: one SVG per trended figure over the plan's runs, the current run marked,
+    a run without a figure left out of that figure's line."""
+    from chaoslab.gameday.resilience import section_html
+    from chaoslab.history.figures import TRENDED
+
+    history = [{"id": i, "current": i == 3,
+                "figures": {"score": 90.0 - i, "client_p99_s": 0.2 + i / 10,
+                            "time_to_recover_s": None if i == 2 else 5}}
+               for i in range(1, 4)]
+    data = {"score": {"value": 87.0, "note": "", "categories": []}, "figures": [], "history": history,
+            "commit": {"sha": "abc1234def", "dirty": False}, "seed": 42, "set": {}, "history_id": 3}
+    page = section_html(data)
+    assert 'class="history-charts" data-runs="3"' in page
+    assert page.count('<figure class="trend"') == len(TRENDED)
+    assert 'data-figure="score" data-points="3"' in page and 'data-figure="time_to_recover_s" data-points="2"' in page
+    assert 'data-figure="time_to_detect_s" data-points="0"' in page and page.count("<polyline") >= 3
+    assert "this run" in page and section_html(None) == ""
