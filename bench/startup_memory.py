@@ -26,8 +26,9 @@ import psutil
 from chaoslab.lab import control
 from chaoslab.lab.ports import find_free_base
 from chaoslab.lab.procs import lab_processes
+from services.contract import SERVICE_NAMES
 
-ONE_EACH = {s: 1 for s in ("gateway", "auth", "users", "orders", "payments", "notifications")}
+ONE_EACH = dict.fromkeys(SERVICE_NAMES, 1)
 
 
 def measure_once(base: int, network: str = "loopback", tls: bool = True) -> dict[str, object]:
