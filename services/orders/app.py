@@ -31,13 +31,14 @@ from services.kit.config import env_float, env_int, upstream_address
 from services.kit.db import DATABASE, Database
 from services.kit.errors import ApiError
 from services.kit.grpc_client import DEFAULT_CHANNELS, GrpcUpstream
-from services.kit.http_client import Upstream, UpstreamError
+from services.kit.http_client import Upstream
 from services.kit.outbox import OutboxRelay, outbox_entry
 from services.kit.tokens import Principal, authenticated
 from services.kit.validation import iso_utc, page, parse_body, query_bool
 from services.proto import payments_pb2_grpc
 
 from . import catalogue
+from .customers import check_customer, order_failed
 from .models import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_RE, OrderIn, metadata, orders, outbox
 from .payments import Payments, PaymentsFailed
 
@@ -68,13 +69,6 @@ def order_view(order: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def order_failed(reason: str, status: int, title: str, detail: str, **extra: Any) -> ApiError:
-    """An order that cannot be placed: counted by reason, logged, answered as a problem."""
-    metrics.orders_failed_total.labels(reason).inc()
-    log.warning("order failed", reason=reason, status=status, detail=detail)
-    return ApiError(status, title, detail, **extra)
-
-
 def _idempotency_key(request: web.Request) -> str:
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
@@ -101,26 +95,6 @@ def _replay(row: Any, request_hash: str) -> web.Response:
             type="https://chaoslab.dev/problems/idempotency-key-reused",
         )
     return web.json_response(order_view(row._mapping), status=200, headers={"Idempotent-Replayed": "true"})
-
-
-async def check_customer(users: Upstream, principal: Principal) -> None:
-    """Ask users for the caller's profile with the caller's own token: users' GET /users/me is get-or-create, so
-    this checks that users accepts the customer (and gives them a profile) before anything is charged. The answer
-    must be the caller's profile; anything else is users failing."""
-    try:
-        status, profile = await users.request(
-            "GET", "/users/me", headers={"Authorization": f"Bearer {principal.token}"}, idempotent=True
-        )
-    except UpstreamError as exc:
-        reason = "users_circuit_open" if exc.reason == "circuit_open" else "users_unavailable"
-        metrics.orders_failed_total.labels(reason).inc()
-        raise
-    if status in (401, 403, 404):
-        raise order_failed("user_rejected", 403, "Forbidden", f"users does not know this user ({status})")
-    if status != 200:
-        raise order_failed("users_error", 502, "Bad Gateway", f"users answered {status}")
-    if not isinstance(profile, dict) or profile.get("id") != principal.user_id:
-        raise order_failed("users_error", 502, "Bad Gateway", "users answered with a profile that is not the caller's")
 
 
 @routes.post("/orders")
