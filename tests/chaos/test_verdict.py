@@ -116,6 +116,18 @@ def test_no_journal_is_a_failure(tmp_path: Path) -> None:
     assert not verdict.passed and verdict.status == "missing"
     (tmp_path / "journal.json").write_text("{not json")
     assert not judge(tmp_path / "journal.json").passed
+    # why chaos run wrote none is quoted from its output, colours and duplicates left out
+    output = tmp_path / "chaos.out"
+    output.write_text("[2026-12-04 10:00:01 INFO] Validating the experiment's syntax\n"
+                      "\x1b[31m[2026-12-04 10:00:01 ERROR] [validation:59] Experiment is not valid: "
+                      "chaoslab.chaos.actions.inject_latncy is not exported\x1b[0m\n"
+                      "[2026-12-04 10:00:01 ERROR] [validation:59] Experiment is not valid: "
+                      "chaoslab.chaos.actions.inject_latncy is not exported\n")
+    verdict = judge(tmp_path / "nowhere.json", output)
+    assert verdict.failures == ["chaos run stopped before the experiment ran: Experiment is not valid: "
+                                "chaoslab.chaos.actions.inject_latncy is not exported"], verdict.failures
+    output.write_text("[2026-12-04 10:00:01 INFO] nothing went wrong in words\n")
+    assert "chaos run's output is in " in judge(tmp_path / "nowhere.json", output).failures[0]
 
 
 def test_the_safeguard_that_stopped_a_run_is_named_from_the_chaos_toolkit_log(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from chaoslab.clients.prometheus import Prometheus
 from support.lab import repo_root
 from support.waiting import eventually
 
@@ -158,7 +159,7 @@ def test_ctrl_c_and_a_second_command_against_the_same_lab(cli: Cli, user_lab: di
     assert json.loads(cli("status", "--json").stdout)["lease"] is None
 
 
-def test_your_own_locustfile_through_chaoslab_load(cli: Cli, workdir: Path) -> None:
+def test_your_own_locustfile_through_chaoslab_load(cli: Cli, workdir: Path, user_lab: dict[str, Any]) -> None:
     (workdir / "my_locustfile.py").write_text(USERS)
     done = cli("load", "smoke", "--locustfile", "my_locustfile.py", "--user-class", "CatalogueBrowser",
                "--duration", "12", "--run-dir", "runs/mine")
@@ -166,6 +167,10 @@ def test_your_own_locustfile_through_chaoslab_load(cli: Cli, workdir: Path) -> N
     summary = json.loads((workdir / "runs/mine/summary.json").read_text())
     names = {row["name"] for row in summary["entries"]}
     assert names == {"/api/catalogue"} and summary["total"]["requests"] > 20, summary["total"]
+    # the same client metrics as the built-in scenarios, scraped by the lab's Prometheus as job=locust
+    scraped = Prometheus(user_lab["prometheus_url"], timeout_s=5).query(
+        'max_over_time(locust_requests_total{job="locust",name="/api/catalogue"}[5m])')
+    assert scraped and max(s.value for s in scraped) > 0, scraped
     # every class of the file, one of which is lost: the thresholds see its 404s
     done = cli("load", "smoke", "--locustfile", "my_locustfile.py", "--duration", "10", "--run-dir", "runs/all")
     assert done.returncode == 1 and "threshold(s) violated" in done.stderr, done.stdout[-2000:] + done.stderr
