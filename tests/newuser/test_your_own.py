@@ -137,6 +137,8 @@ def test_ctrl_c_and_a_second_command_against_the_same_lab(cli: Cli, user_lab: di
         assert refused.returncode == 4 and f"pid {first.pid}" in refused.stderr, refused.stderr
         assert cli("scale", "orders=2").returncode == 4
         assert cli("scale-test", "payments", "--replicas", "1,2").returncode == 4  # it scales and sets env too
+        gameday = cli("gameday", "--plan", "quick")  # the case: it restarted the run's stopped service
+        assert gameday.returncode == 4 and f"pid {first.pid}" in gameday.stderr, gameday.stdout + gameday.stderr
         second = subprocess.Popen([sys.executable, "-m", "chaoslab.cli", "chaos", "run", short.name, "--wait", "120",
                                    "--json"], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
