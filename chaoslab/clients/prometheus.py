@@ -1,5 +1,7 @@
-"""Prometheus' HTTP API: instant and range queries, alerts. Values come back as floats; NaN and infinities
-(0/0 over a window without traffic) are left out, so "no sample" means "nothing to say".
+"""Prometheus' HTTP API: instant and range queries, alerts, and what Prometheus runs with (scrape targets, rule
+groups, configuration, exemplars). Values come back as floats; NaN and infinities (0/0 over a window without
+traffic) are left out, so "no sample" means "nothing to say"; `query_answer` gives an instant query's answer as it
+is, for checks that an expression runs at all.
 
 Queries are POSTed as forms (Prometheus accepts both): a dashboard's expression can outgrow a URL.
 """
@@ -40,19 +42,24 @@ def _value(text: str) -> float | None:
 
 
 class Prometheus:
-    def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, trust_env: bool = True) -> None:
+        """`trust_env=False` ignores the environment's HTTP(S)_PROXY and NO_PROXY: for a Prometheus that must be
+        reached directly whatever proxy the machine has (a container's port published on 127.0.0.1)."""
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.trust_env = trust_env
 
     def answer(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The whole JSON answer of an API call, an error answer (a 400 for a bad query) included.
         PrometheusError only when there is no JSON answer at all."""
         try:
-            if path in ("/api/v1/query", "/api/v1/query_range"):
-                resp = requests.post(f"{self.url}{path}", data=params, timeout=self.timeout_s)
-            else:
-                resp = requests.get(f"{self.url}{path}", params=params, timeout=self.timeout_s)
-            body = resp.json()
+            with requests.Session() as session:
+                session.trust_env = self.trust_env
+                if path in ("/api/v1/query", "/api/v1/query_range"):
+                    resp = session.post(f"{self.url}{path}", data=params, timeout=self.timeout_s)
+                else:
+                    resp = session.get(f"{self.url}{path}", params=params, timeout=self.timeout_s)
+                body = resp.json()
         except (requests.RequestException, ValueError) as exc:
             raise PrometheusError(f"Prometheus at {self.url} does not answer: {exc.__class__.__name__}") from None
         if not isinstance(body, dict):
@@ -78,6 +85,11 @@ class Prometheus:
                 out.append(Sample(dict(item.get("metric", {})), value))
         return out
 
+    def query_answer(self, expr: str) -> dict[str, Any]:
+        """The whole JSON answer to an instant query as Prometheus gave it: an error answer (status "error", e.g. a
+        parse error, in "error") included, any result type, NaN samples kept."""
+        return self.answer("/api/v1/query", {"query": expr})
+
     def scalar(self, expr: str, *, empty: float | None = None) -> float | None:
         """The single value of a query: the largest when several series answer, `empty` when none does."""
         values = [s.value for s in self.query(expr)]
@@ -96,6 +108,24 @@ class Prometheus:
     def alerts(self) -> list[dict[str, Any]]:
         """Every alert Prometheus holds (pending and firing), with labels, state and activeAt."""
         return list(self._data("/api/v1/alerts").get("alerts", []))
+
+    def targets(self) -> list[dict[str, Any]]:
+        """The active scrape targets, each with its "labels" and "health" ("up", "down" or "unknown")."""
+        return list(self._data("/api/v1/targets").get("activeTargets", []))
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """The rule groups Prometheus has loaded, each with its "rules" ("name", "query", "duration" in seconds...)."""
+        return list(self._data("/api/v1/rules").get("groups", []))
+
+    def config(self) -> str:
+        """The configuration Prometheus runs with (after a reload, the reloaded one), as YAML text."""
+        return str(self._data("/api/v1/status/config")["yaml"])
+
+    def exemplars(self, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+        """The exemplars stored between `start` and `end` (unix times) of the series `expr` selects: one entry per
+        series, {"seriesLabels", "exemplars": [{"labels", "value", "timestamp"}]}."""
+        return list(self._data("/api/v1/query_exemplars",
+                               {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}"}))
 
     def alert_state(self, name: str, labels: dict[str, str] | None = None) -> str:
         """"firing", "pending" or "inactive": the most advanced state of any instance of `name` whose labels

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from chaoslab.clients.prometheus import Prometheus
 from chaoslab.observability.generate import REPO_ROOT
 
 # Ports reserved for these tests (never the lab's 18000s, never the lab tests' 24000-32000).
@@ -58,23 +55,9 @@ def _port_free(port: int) -> bool:
     return True
 
 
-class Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def query(self, expr: str) -> dict[str, Any]:
-        """POST /api/v1/query; returns the JSON answer, also for a 400 (bad_data: the parse error)."""
-        data = urllib.parse.urlencode({"query": expr}).encode()
-        try:
-            with urllib.request.urlopen(f"{self.url}/api/v1/query", data=data, timeout=10) as response:
-                return json.load(response)
-        except urllib.error.HTTPError as error:
-            return json.load(error)
-
-
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """The real Prometheus binary with an empty TSDB on a free port in 20900-20999."""
+    """The real Prometheus binary with an empty TSDB on a free port in 20900-20999, through the project's client."""
     binary = require_binary("prometheus")
     home = tmp_path_factory.mktemp("prometheus")
     config = home / "prometheus.yml"

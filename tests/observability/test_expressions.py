@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from chaoslab.clients.prometheus import Prometheus
 from chaoslab.observability import all_expressions
 from chaoslab.observability.catalog import Expression
-
-from .conftest import Prometheus
 
 pytestmark = pytest.mark.quick
 
@@ -44,7 +43,7 @@ def test_every_expression_runs_on_prometheus(prometheus: Prometheus) -> None:
     failures = []
     for expr in all_expressions():
         for variant in _variants(expr):
-            answer = prometheus.query(variant)
+            answer = prometheus.query_answer(variant)
             if answer.get("status") != "success":
                 failures.append(f"{expr.origin}: {expr.name}: {answer.get('error')}\n    {variant}")
     assert not failures, "\n".join(failures)
@@ -60,5 +59,5 @@ def _variants(expr: Expression) -> list[str]:
 
 def test_a_broken_expression_is_reported(prometheus: Prometheus) -> None:
     """The check above can fail: Prometheus answers a parse error with status error."""
-    assert prometheus.query("sum(rate(up[5m])")["status"] == "error"
-    assert prometheus.query("up{job=~\"$service\"}")["status"] == "success"  # a literal $ is a valid regex
+    assert prometheus.query_answer("sum(rate(up[5m])")["status"] == "error"
+    assert prometheus.query_answer("up{job=~\"$service\"}")["status"] == "success"  # a literal $ is a valid regex
