@@ -31,6 +31,8 @@ from ct_podman import available, labelled, podman, remove_run
 from ct_stack import NOT_STARTED, Stack
 
 from chaoslab.chaos import verdict  # the runs are judged as the project judges them: from the journal
+from chaoslab.clients.prometheus import Prometheus, Sample
+from services.contract import SERVICE_NAMES
 from support.prereqs import skip_or_fail_in_ci
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -114,11 +116,10 @@ def _http(url: str, body: dict | None = None, headers: dict[str, str] | None = N
         return exc.code, exc.read().decode(errors="replace")
 
 
-def _prometheus(stack: Stack, query: str) -> list[dict]:
+def _prometheus(stack: Stack, query: str) -> list[Sample]:
+    """Prometheus through its published port, past any configured proxy (as _http goes)."""
     port = stack.host_ports["PROMETHEUS_HOST_PORT"]
-    status, body = _http(f"http://127.0.0.1:{port}/api/v1/query?query={urllib.request.quote(query)}")
-    assert status == 200, body
-    return body["data"]["result"]
+    return Prometheus(f"http://127.0.0.1:{port}", trust_env=False).query(query)
 
 
 def _run_experiment(stack: Stack, experiment: str) -> dict:
@@ -155,15 +156,14 @@ def test_prometheus_finds_each_replica_by_container_dns(stack: Stack) -> None:
     replica, each scraped on its admin port (reached through Prometheus' published port)."""
     deadline = time.monotonic() + 90
     while True:
-        up = {s["metric"]["job"]: [] for s in _prometheus(stack, "up")}
-        for series in _prometheus(stack, "up"):
-            up[series["metric"]["job"]].append(series["value"][1])
-        services = ("gateway", "auth", "users", "orders", "payments", "notifications")
-        if all(up.get(s) and all(v == "1" for v in up[s]) for s in services) and len(up["payments"]) == 3:
+        up: dict[str, list[float]] = {s.labels["job"]: [] for s in _prometheus(stack, "up")}
+        for sample in _prometheus(stack, "up"):
+            up[sample.labels["job"]].append(sample.value)
+        if all(up.get(s) and all(v == 1 for v in up[s]) for s in SERVICE_NAMES) and len(up["payments"]) == 3:
             break
         assert time.monotonic() < deadline, f"targets: {up}"
         time.sleep(3)
-    assert up.get("rabbitmq") == ["1"] and up.get("alertmanager") == ["1"]
+    assert up.get("rabbitmq") == [1] and up.get("alertmanager") == [1]
 
 
 def test_an_order_goes_through_the_published_gateway(stack: Stack) -> None:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
+from chaoslab.clients.prometheus import Prometheus
 from support.lab import (
     registry,
     release_base_port,
@@ -70,9 +70,8 @@ class Rules:
     def _reload(self, text: str, check: Any) -> None:
         self.config.write_text(text)
         os.kill(_pid(self.lab, "prometheus"), signal.SIGHUP)
-        url = f"{self.lab['prometheus_url']}/api/v1/rules"
-        eventually(lambda: check(requests.get(url, timeout=5).json()["data"]["groups"]), timeout_s=30,
-                   what="Prometheus to load the rules")
+        prometheus = Prometheus(self.lab["prometheus_url"], timeout_s=5)
+        eventually(lambda: check(prometheus.rule_groups()), timeout_s=30, what="Prometheus to load the rules")
 
     def use(self, edit: Any, check: Any) -> None:
         rules = yaml.safe_load(self.source.read_text())

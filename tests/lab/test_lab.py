@@ -14,6 +14,7 @@ import psutil
 import pytest
 import requests
 
+from chaoslab.clients.prometheus import Prometheus
 from chaoslab.lab.ports import SERVICES, PortPlan
 from chaoslab.lab.procs import lab_processes
 from chaoslab.lab.spec import load_spec
@@ -87,12 +88,12 @@ def test_every_replica_has_its_admin_token_and_ports(lab: dict[str, Any]) -> Non
 
 
 def test_prometheus_scrapes_every_replica_rabbitmq_and_itself(lab: dict[str, Any]) -> None:
-    prometheus = lab["prometheus_url"]
+    prometheus = Prometheus(lab["prometheus_url"])
     expected = {(s, f"{s}-1") for s in SERVICES}
 
     def all_up() -> list[dict[str, Any]] | None:
         """every replica, RabbitMQ, Alertmanager and Prometheus are scraped and up"""
-        targets = requests.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        targets = prometheus.targets()
         healthy = {(t["labels"]["job"], t["labels"].get("replica")) for t in targets if t["health"] == "up"}
         needed = expected | {("rabbitmq", None), ("alertmanager", None), ("prometheus", None)}
         return targets if needed <= healthy else None
@@ -102,18 +103,17 @@ def test_prometheus_scrapes_every_replica_rabbitmq_and_itself(lab: dict[str, Any
         labels = target["labels"]
         if "replica" in labels:
             assert labels["job"] == labels["service"] == labels["replica"].rsplit("-", 1)[0]
-    config = requests.get(f"{prometheus}/api/v1/status/config", timeout=10).json()["data"]["yaml"]
+    config = prometheus.config()
     assert "scrape_interval: 2s" in config and "evaluation_interval: 2s" in config
 
 
 def test_rabbitmq_shows_each_queue_in_prometheus(lab: dict[str, Any]) -> None:
-    prometheus = lab["prometheus_url"]
+    prometheus = Prometheus(lab["prometheus_url"])
 
-    def queues() -> set[str]:
+    def queues() -> bool:
         """per-queue depth of the notifications queues is in Prometheus"""
-        answer = requests.get(f"{prometheus}/api/v1/query", params={"query": "rabbitmq_queue_messages_ready"},
-                              timeout=10).json()
-        return {r["metric"].get("queue", "") for r in answer["data"]["result"]} >= {contract.ORDER_EVENTS_QUEUE}
+        samples = prometheus.query("rabbitmq_queue_messages_ready")
+        return {s.labels.get("queue", "") for s in samples} >= {contract.ORDER_EVENTS_QUEUE}
 
     eventually(queues)
     listed = rabbitmqctl(load_spec(lab["state_dir"]), "list_queues", "name", "messages")

@@ -14,6 +14,7 @@ import psutil
 import pytest
 import requests
 
+from chaoslab.clients.prometheus import Prometheus
 from chaoslab.lab.ports import PortPlan
 from chaoslab.lab.procs import alive, lab_processes
 from support.lab import assert_no_lab_process, registry, replica_args, run_chaoslab, start_lab
@@ -45,7 +46,7 @@ def pids(reg: dict[str, Any]) -> dict[str, int]:
 
 
 def scraped_replicas(reg: dict[str, Any]) -> set[str]:
-    targets = requests.get(f"{reg['prometheus_url']}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+    targets = Prometheus(reg["prometheus_url"]).targets()
     return {t["labels"]["replica"] for t in targets if "replica" in t["labels"] and t["health"] == "up"}
 
 
@@ -63,8 +64,8 @@ def test_two_labs_run_side_by_side(lab: dict[str, Any], own_lab: dict[str, Any])
         low, high = reg["base_port"], reg["base_port"] + 300
 
         def scraped_ports(reg: dict[str, Any] = reg) -> list[int]:
-            targets = requests.get(f"{reg['prometheus_url']}/api/v1/targets", timeout=10).json()["data"]
-            return [int(t["labels"]["instance"].rsplit(":", 1)[1]) for t in targets["activeTargets"]]
+            targets = Prometheus(reg["prometheus_url"]).targets()
+            return [int(t["labels"]["instance"].rsplit(":", 1)[1]) for t in targets]
 
         ports = eventually(scraped_ports)
         assert all(low <= p < high for p in ports), ports

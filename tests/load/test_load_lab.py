@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import requests
 
+from chaoslab.clients.prometheus import Prometheus, Sample
+
 pytestmark = pytest.mark.lab
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -88,11 +90,6 @@ def test_a_latency_fault_violates_the_thresholds_and_exits_1(chaoslab_cli: Cli, 
     assert "p95 GET /api/users/me <= 500 ms" in " ".join(done.stderr.split())
 
 
-def _prometheus(lab: dict[str, Any], query: str) -> list[dict[str, Any]]:
-    answer = requests.get(f"{lab['prometheus_url']}/api/v1/query", params={"query": query}, timeout=5).json()
-    return list(answer["data"]["result"])
-
-
 def test_client_metrics_reach_prometheus_during_a_distributed_soak(lab: dict[str, Any], tmp_path: Path) -> None:
     """Locust's stats are scraped by the lab's Prometheus as job=locust while the run goes on; the run is the soak
     scenario's short form in distributed mode (a master and two worker processes) from the same command."""
@@ -100,12 +97,13 @@ def test_client_metrics_reach_prometheus_during_a_distributed_soak(lab: dict[str
                "--workers", "2", "--run-dir", str(tmp_path), "--state-dir", lab["state_dir"]]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parents[2], env=dict(os.environ))
-    seen: dict[str, list[dict[str, Any]]] = {}
+    prometheus = Prometheus(lab["prometheus_url"], timeout_s=5)
+    seen: dict[str, list[Sample]] = {}
     try:
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and proc.poll() is None:
-            users = _prometheus(lab, 'locust_users{job="locust"} > 0')
-            latency = _prometheus(lab, 'locust_response_time_seconds{job="locust",quantile="0.95"}')
+            users = prometheus.query('locust_users{job="locust"} > 0')
+            latency = prometheus.query('locust_response_time_seconds{job="locust",quantile="0.95"}')
             if users and latency:
                 seen = {"users": users, "latency": latency}
                 break
@@ -116,8 +114,8 @@ def test_client_metrics_reach_prometheus_during_a_distributed_soak(lab: dict[str
             proc.kill()
             proc.wait()
     assert seen, "locust_users never appeared in Prometheus during the run"
-    assert float(seen["users"][0]["value"][1]) > 0
-    assert {r["metric"]["name"] for r in seen["latency"]} >= {"Aggregated"}
+    assert seen["users"][0].value > 0
+    assert {s.labels["name"] for s in seen["latency"]} >= {"Aggregated"}
     assert proc.returncode in (0, 1), f"{proc.returncode}\n{out}\n{err}"
     summary = summary_of(tmp_path)
     assert summary["workers"] == 2 and summary["total"]["requests"] > 0

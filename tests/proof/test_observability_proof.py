@@ -14,6 +14,7 @@ import requests
 import yaml
 
 from chaoslab.clients import shop
+from chaoslab.clients.prometheus import Prometheus
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.supervisor import Supervisor
 from chaoslab.observability import all_expressions
@@ -35,8 +36,8 @@ def _customer(gw: str) -> dict[str, str]:
 
 
 def _query(lab: dict[str, Any], expr: str) -> list[Any]:
-    resp = requests.get(f"{lab['prometheus_url']}/api/v1/query", params={"query": expr}, timeout=10)
-    body = resp.json()
+    """The result as Prometheus gave it (NaN samples kept: an expression that returns NaN returns data)."""
+    body = Prometheus(lab["prometheus_url"]).query_answer(expr)
     assert body.get("status") == "success", f"{expr}: {body.get('error')}"
     return list(body["data"]["result"])
 
@@ -195,10 +196,10 @@ def test_prometheus_stores_exemplars_that_name_real_traces(lab: dict[str, Any]) 
         trace_ids.add(resp.headers["X-Trace-Id"])
 
     def exemplars() -> list[str]:
-        resp = requests.get(f"{lab['prometheus_url']}/api/v1/query_exemplars", timeout=10, params={
-            "query": 'http_server_request_duration_seconds_bucket{service="gateway", route="/api/orders"}',
-            "start": started - 5, "end": time.time() + 5})
-        return [e["labels"]["trace_id"] for series in resp.json()["data"] for e in series["exemplars"]]
+        found = Prometheus(lab["prometheus_url"]).exemplars(
+            'http_server_request_duration_seconds_bucket{service="gateway", route="/api/orders"}',
+            started - 5, time.time() + 5)
+        return [e["labels"]["trace_id"] for series in found for e in series["exemplars"]]
 
     stored = _wait(lambda: set(exemplars()) & trace_ids, 30, "exemplars of the orders just placed")
     spans_dir = LabPaths.of(lab["state_dir"]).spans
