@@ -14,9 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import requests
-
-from chaoslab.clients.admin import AdminClient, Replica
+from chaoslab.clients.admin import AdminClient, Replica, direct_session, live
 from chaoslab.errors import LabError
 
 # A crashed replica exits within a fraction of a second of its answer; a busy machine may take a few.
@@ -26,24 +24,14 @@ POLL_S = 0.05
 CHECK_TIMEOUT_S = 0.5
 
 
-def answers(replica: Replica, session: requests.Session) -> bool:
-    """True while the replica's own process answers /health/live with 200. Any other outcome (refused, reset, no
-    answer in time, an error status from something in between) means the process is not there to answer."""
-    try:
-        return session.get(f"{replica['admin_url']}/health/live", timeout=CHECK_TIMEOUT_S).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def wait_gone(targets: list[Replica], timeout_s: float = GONE_WITHIN_S) -> list[dict[str, Any]]:
     """Wait until every target stops answering: [{"name", "at" (unix time first seen gone), "gone_after_s"}].
     LabError naming the ones that still answer after `timeout_s`."""
 
     def watch(replica: Replica) -> dict[str, Any]:
         started = time.monotonic()
-        with requests.Session() as session:
-            session.trust_env = False  # a proxy from the environment would answer for a replica that is gone
-            while answers(replica, session):
+        with direct_session() as session:  # no proxy from the environment: it would answer for a gone replica
+            while live(replica, session, timeout_s=CHECK_TIMEOUT_S):
                 if time.monotonic() - started >= timeout_s:
                     return {"name": replica["name"], "error": f"still answers after {timeout_s:g} s"}
                 time.sleep(POLL_S)

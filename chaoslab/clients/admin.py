@@ -1,4 +1,5 @@
-"""Every replica's admin API (docs/design.md, "Admin API"): faults, crash, audit, with the lab's admin token.
+"""Every replica's admin API (docs/design.md, "Admin API"): faults, crash, audit, with the lab's admin token
+(AdminClient); liveness and metrics, which need no token (the functions `live` and `metrics_text`).
 
 A replica is the registry's record of it: {"name", "admin_url", ...}. Calls to several replicas fan out over a
 thread pool, so that a fault lands on all of them at nearly the same moment and callers stay synchronous (Chaos
@@ -38,6 +39,37 @@ def replicas_of(registry: dict[str, Any], services: list[str] | None = None) -> 
     """Every replica of the named services (of every service without names), from a lab registry."""
     wanted = services or list(registry["services"])
     return [r for s in wanted for r in registry["services"].get(s, {}).get("replicas", [])]
+
+
+def direct_session() -> requests.Session:
+    """A session that goes straight to the replicas: a proxy from the environment would answer for a replica that
+    is gone."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def live(replica: Replica, session: requests.Session | None = None, *, timeout_s: float = TIMEOUT_S) -> bool:
+    """True while the replica's own process answers GET /health/live with 200. Any other outcome (refused, reset,
+    no answer in time, an error status from something in between) means the process is not there to answer.
+    Without `session`, one of `direct_session` for this call."""
+    if session is None:
+        with direct_session() as own:
+            return live(replica, own, timeout_s=timeout_s)
+    try:
+        return session.get(f"{replica['admin_url']}/health/live", timeout=timeout_s).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def metrics_text(replica: Replica, *, timeout_s: float = TIMEOUT_S) -> str:
+    """GET /metrics of one replica: its Prometheus exposition text. ClientError when it does not answer 200."""
+    try:
+        resp = requests.get(f"{replica['admin_url']}/metrics", timeout=timeout_s)
+        resp.raise_for_status()
+    except requests.RequestException as exc:
+        raise ClientError(f"metrics of {replica['name']}: {exc.__class__.__name__}") from None
+    return resp.text
 
 
 def _fan_out(targets: list[Replica], call: Callable[[Replica], T]) -> list[T]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from chaoslab.errors import USAGE, LoadError
+from chaoslab.clients.admin import metrics_text
+from chaoslab.errors import USAGE, ClientError, LoadError
 from chaoslab.lab import control
 from chaoslab.lab.paths import DEFAULT_RUNS_DIR, new_run_dir
 from chaoslab.lab.spec import load_spec
@@ -151,9 +151,8 @@ def processed_by_replica(registry: dict[str, Any], service: str) -> dict[str, fl
     counts: dict[str, float] = {}
     for replica in registry["services"][service]["replicas"]:
         try:
-            with urllib.request.urlopen(f"{replica['admin_url']}/metrics", timeout=3) as r:
-                text = r.read().decode()
-        except OSError:
+            text = metrics_text(replica, timeout_s=3)
+        except ClientError:
             continue
         total = 0.0
         for line in text.splitlines():
