@@ -175,7 +175,7 @@ RESTS_ON = {
     pipeline.PROMETHEUS: ("alert ", "time-to-recover", "client "),
     pipeline.ALERTMANAGER: ("alert ",),
     pipeline.CLIENT: ("client ",),
-    pipeline.TRACES: ("traces ",),
+    pipeline.TRACES: ("traces",),  # "traces: <hop> ..." and "traces" (no span at all)
 }
 
 
