@@ -442,6 +442,22 @@ def test_a_stalled_prometheus_makes_the_verdicts_resting_on_it_inconclusive(tmp_
     assert verdicts.summary(result.verdicts) == {"total": 7, "passed": 3, "failed": 0, "inconclusive": 4}
 
 
+def test_undelivered_notifications_make_the_alert_and_noise_verdicts_inconclusive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page Alertmanager failed to send is one the receiver never counted: a page budget that held may not have."""
+    result = judged(tmp_path, monkeypatch, FakePrometheus(health(failed_notifications=2.0)))
+    assert [i.affects for i in result.impairments] == ["alertmanager"]
+    assert statuses(result) == {
+        'alert ServiceDown{service="payments"} notified': "inconclusive",
+        'alert ServiceDown{service="payments"} time-to-detect': "inconclusive",
+        "time-to-recover": "passed",
+        "client error ratio": "passed",
+        "pages within budget": "inconclusive",
+        BREAKER: "passed",
+        "data audit": "passed",
+    }
+
+
 def test_a_prometheus_that_does_not_answer_leaves_alert_verdicts_inconclusive(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     silent = FakePrometheus(fail=PrometheusError("Prometheus at http://prometheus.invalid does not answer"))
