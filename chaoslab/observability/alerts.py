@@ -103,7 +103,7 @@ ABSENT_GRACE_S = 10
 
 
 def service_alerts(profile: Profile) -> list[AlertRule]:
-    """Target health: a whole service, one replica, the broker."""
+    """Target health: a whole service, one replica (down, or restarted), the broker."""
     # Only where `for:` is shorter than Prometheus' first discovery (native): see slos._after_warmup.
     grace = ABSENT_GRACE_S if profile.name == "native" else None
     rules = [
@@ -130,6 +130,22 @@ def service_alerts(profile: Profile) -> list[AlertRule]:
         description=(
             "Replica {{ $labels.replica }} ({{ $labels.instance }}) has failed its scrape for "
             f"{profile.hold('2m')} while other {{{{ $labels.service }}}} replicas answer: capacity is reduced."
+        ),
+    ))
+    restart_window = slos.RESTART_WINDOWS[profile.name]
+    rules.append(AlertRule(
+        alert="ReplicaRestarted",
+        expr=slos.replica_restarted(restart_window),
+        # A changed start time is a fact, not a noisy measurement: nothing to wait out. The window, not `for`,
+        # keeps it firing (natively about a minute after the restart).
+        hold=profile.hold("0s"),
+        severity="ticket",
+        summary="{{ $labels.replica }} of {{ $labels.service }} restarted",
+        description=(
+            "Replica {{ $labels.replica }} ({{ $labels.instance }}) started again {{ $value }} time(s) within the "
+            f"last {restart_window}: it crashed, was OOM-killed by the kernel or killed, and its supervisor "
+            "brought it back, often before ReplicaDown could see it down. Its in-flight requests failed and its "
+            "unacknowledged messages were redelivered; restarts again and again are a crash loop."
         ),
     ))
     rules.append(AlertRule(

@@ -281,6 +281,23 @@ def replica_down() -> str:
     return f"up{{{jobs}}} == 0 unless on (job) (max by (job) (up{{{jobs}}}) == 0)"
 
 
+# How long a restart stays visible, per profile. Not the profile's scaling of one duration: the window must hold the
+# last scrape before the crash, the first one after the restart and an evaluation after that, and a replica takes as
+# many real seconds to come back in the lab as anywhere. Natively (2 s scrapes and evaluations) a minute: a replica
+# back within about 55 s is seen, and the ticket resolves about a minute after the restart. Standard (15 s scrapes,
+# evaluations every 30 s to 1 m, a kubelet's restart back-off): five minutes.
+RESTART_WINDOWS = {"native": "1m", "standard": "5m"}
+
+
+def replica_restarted(window: str) -> str:
+    """A replica's process started again within `window` (a crash, the kernel's OOM killer, a kill: supervisord or
+    the kubelet brought it back), often too fast for ReplicaDown's `for:` to see it down: its process_start_time_seconds
+    (prometheus_client's process collector) changed. The failed scrapes while it was down leave no sample in the
+    range (only staleness markers, which range selection skips), so the change spans the gap; a replica seen for
+    the first time (a new one, a scale-up) has no earlier value and does not count."""
+    return f"changes(process_start_time_seconds{{{SERVICE_JOBS_MATCHER}}}[{window}]) > 0"
+
+
 def broker_down(absent_grace_s: int | None = None) -> str:
     absent = _after_warmup(f'absent(up{{job="{BROKER_JOB}"}})', absent_grace_s)
     return f'max by (job) (up{{job="{BROKER_JOB}"}}) == 0 or {absent}'

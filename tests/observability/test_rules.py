@@ -19,7 +19,7 @@ pytestmark = pytest.mark.quick
 
 REQUIRED_ALERTS = {
     "AvailabilityBurnRateFast", "AvailabilityBurnRateSlow", "LatencyBurnRateFast", "LatencyBurnRateSlow",
-    "ServiceDown", "ReplicaDown", "PaymentsSaturated", "CircuitBreakerOpen", "OutboxBacklogGrowing",
+    "ServiceDown", "ReplicaDown", "ReplicaRestarted", "PaymentsSaturated", "CircuitBreakerOpen", "OutboxBacklogGrowing",
     "DeadLetterQueueNotEmpty", "ConsumerStalled", "BrokerDown", "ClockSkew", "ConsumerLagHigh",
 }
 RUNBOOK_SECTIONS = ("## What it means", "## How to check", "## How to mitigate")
@@ -100,7 +100,9 @@ def test_service_alerts_carry_a_service(repo_root: Path, profile: str) -> None:
         if rule["alert"] == "BrokerDown":
             continue
         static = "service" in rule.get("labels", {})
-        from_series = re.search(r"by \([^)]*service", rule["expr"]) or rule["alert"] == "ReplicaDown"
+        # ReplicaDown and ReplicaRestarted keep each series' own target labels (no aggregation)
+        from_series = (re.search(r"by \([^)]*service", rule["expr"])
+                       or rule["alert"] in ("ReplicaDown", "ReplicaRestarted"))
         assert static or from_series, f"{rule['alert']} has no service label"
 
 
