@@ -236,3 +236,18 @@ def test_prometheus_targets_are_compose_services_and_ports() -> None:
         for target in am["static_configs"][0]["targets"]:
             host, port = target.rsplit(":", 1)
             assert host in services and int(port) in _listen_ports(host, services[host])
+
+
+def test_a_stopping_replica_drains_within_its_grace_period() -> None:
+    """Every service replica answers not ready for SHUTDOWN_DELAY_S before its port closes (so what routes by
+    readiness stops first), and Docker's stop_grace_period covers that delay plus the kit's own drains (the public
+    port's and the consumer's), or Docker SIGKILLs a replica in the middle of its in-flight requests."""
+    from services.kit.app import DRAIN_TIMEOUT_S as PUBLIC_DRAIN_S
+    from services.kit.consumer import DRAIN_TIMEOUT_S as CONSUMER_DRAIN_S
+
+    for name, svc in app_services().items():
+        delay = float(svc["environment"].get("SHUTDOWN_DELAY_S", 0))
+        assert delay >= 3, f"{name}: SHUTDOWN_DELAY_S {delay} leaves no time for readiness to be seen"
+        grace = svc.get("stop_grace_period", "10s")
+        grace_s = float(re.fullmatch(r"(\d+)s", str(grace)).group(1))  # type: ignore[union-attr]
+        assert grace_s >= delay + PUBLIC_DRAIN_S + CONSUMER_DRAIN_S, f"{name}: stop_grace_period {grace}"
