@@ -1,4 +1,20 @@
-"""chaoslab: an observability and chaos-testing lab for microservices."""
+"""chaoslab: an observability and chaos-testing lab for microservices.
+
+Each package's docstring lists its own modules the same way (docs/design.md, "Layout", lists them all).
+
+- chaos/          the Chaos Toolkit extension, the runner behind `chaoslab chaos`, faults on a clock
+- cli/            the commands; shared options, consoles and errors-to-exit-codes declared once
+- clients/        one client per external API: Prometheus, the shop, the replicas' admin API
+- compare/        `chaoslab compare`: two sets of runs, figure by figure
+- documents.py    reading the files users write (experiments, plans): JSON or YAML, one loader
+- errors.py       one error hierarchy: ChaoslabError (message, hint, details, exit code) and its kinds
+- gameday/        the gameday: plans, the run, measurements, verdicts, the report
+- history/        the run history (STATE/history.sqlite): figures, commits, trends
+- kernel/         faults below the application for an isolated lab, and their attestations
+- lab/            the native lab: processes under supervisord, its isolated network, its PKI
+- load/           Locust runs, scale-test, the background load of experiments and gamedays
+- observability/  the SLO catalogue and everything generated from it; native traces
+"""
 
 from __future__ import annotations
 

@@ -1,18 +1,20 @@
 """`chaoslab`: the command line. Each module holds a group of commands (a typer app whose commands are merged
 into the root app here); options, consoles and the error-to-exit-code mapping are declared once:
 
-- options.py   the shared options (--state-dir, --base-port, --runs-dir, --json)
-- console.py   the consoles, errors to messages and exit codes, progress
-- lab.py       up, status, scale, logs, env, down
-- traces.py    trace, traces (and logs --trace)
-- demo.py      demo
-- load.py      load, scale-test
-- chaos.py     chaos list|validate|run, faults
-- random_chaos.py  chaos random (seeded random chaos)
-- gameday.py   gameday (and --repeat N --seed S)
-- coverage.py  coverage
-- history.py   history
-- compare.py   compare
+- __main__.py        `python -m chaoslab.cli`: the same as the `chaoslab` command
+- chaos.py           chaos list|validate|run|judge|new, faults
+- compare.py         compare
+- console.py         the consoles, errors to messages and exit codes, progress
+- coverage.py        coverage
+- demo.py            demo
+- gameday.py         gameday (--repeat N hands over to gameday_repeat.py)
+- gameday_repeat.py  gameday --repeat N --seed S: seeded repetitions of one plan, a set to compare
+- history.py         history
+- lab.py             up, status, scale, logs, env, down
+- load.py            load, scale-test
+- options.py         the shared options (--state-dir, --base-port, --runs-dir, --json, --wait)
+- random_chaos.py    chaos random (seeded random chaos under load)
+- traces.py          trace, traces (and logs --trace)
 
 Library code (chaoslab.lab, .load, .chaos, .gameday, .clients) never imports this package.
 """

@@ -17,4 +17,14 @@ Every fault is a record in the lab's fault store (store.py) with a TTL and the k
 works from the record alone and is idempotent. The endpoints controller (a supervisord program of the lab) ends
 the faults whose TTL ran out even when the process that injected them died; `chaoslab faults --clear` ends them
 all, and `chaoslab down` removes everything of the lab by name (inventory.py), records or not.
+
+Modules:
+
+- attest.py     each fault shown to have taken effect, measured from outside the code under test
+- clock.py      one replica's clock moved or running fast (libfaketime)
+- delayq.py     the NFQUEUE delay worker: holds each packet for a delay with jitter
+- faults.py     injecting the faults: their kernel objects, each fault recorded in the store
+- hog.py        a memory stressor placed in a replica's memory cgroup (as Chaos Mesh's)
+- inventory.py  what the kernel holds for a lab's faults, found by name, and sweeping it
+- store.py      the fault records (STATE/kernel/faults.json): TTL and the kernel objects made
 """

@@ -1,12 +1,15 @@
 """Observability as code: the SLO catalogue (slos.py) and everything generated from it.
 
-- slos.py          SLOs and every shared PromQL query (the one source of truth)
-- alerts.py        recording and alert rules built from it, per profile (profiles.py)
-- rules.py         alerts/rules/<profile>.rules.yml
 - alertmanager.py  Alertmanager configs (native lab: render(webhook_url))
+- alerts.py        recording and alert rules built from the SLOs, per profile
+- catalog.py       every expression shipped, for tests that run them against a real Prometheus
 - dashboards/      Grafana dashboards (grafana-foundation-sdk) -> dashboards/*.json
-- catalog.py       every expression above, for tests that run them against a real Prometheus
 - generate.py      `python -m chaoslab.observability.generate` rewrites every generated file
+- profiles.py      rule profiles: the SRE workbook's windows (standard) or scaled down (native)
+- rules.py         alerts/rules/<profile>.rules.yml
+- slos.py          SLOs and every shared PromQL query (the one source of truth)
+- templating.py    Grafana's query variables expanded, so a dashboard expression runs on Prometheus
+- traces.py        native traces and logs (no Jaeger): one request's spans and lines, the waterfall
 """
 
 from __future__ import annotations
