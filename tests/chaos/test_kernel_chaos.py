@@ -8,17 +8,20 @@ Root only (CI runs as root): elsewhere skipped with the reason; with CI=true a m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from chaoslab.chaos import probes
 from chaoslab.chaos.experiments import resolve
@@ -54,7 +57,7 @@ BELOW = [
     ("broker-partition", {"partition_s": 10}, {"time_to_unready": 25, "time_to_recover": 60}, LOAD_RATE),
     ("notifications-bandwidth", {}, {"time_to_detect": 120}, LAG_RATE),
     ("orders-disk-full", {}, {"time_to_detect": 90, "time_to_refuse": 60}, LOAD_RATE),
-    ("notifications-oom", {}, {"time_to_restart": 30}, LOAD_RATE),
+    ("notifications-oom", {}, {"time_to_restart": 30, "time_to_detect": 40}, LOAD_RATE),
     ("gateway-clock-skew", {}, {"time_to_detect": 30}, LOAD_RATE),
 ]
 
@@ -212,6 +215,42 @@ def test_a_fault_with_bounds_that_cannot_hold_fails_and_is_rolled_back(
     attested = journal["run"][0]["output"]["attestation"]
     assert attested["connect_s_median"] >= 0.24  # the delay was real: the failure is the bound's, not the fault's
     assert result.leftovers == {}
+    assert_nothing_held(config)
+
+
+def test_reject_and_cpu_throttling_are_attested_listed_and_cleared(isolated_lab: dict[str, Any],
+                                                                   config: dict[str, str]) -> None:
+    """The two faults no experiment of chaos/ uses: a reset is refused at once (not hung), a CPU quota throttles
+    periods for real; `chaoslab faults` lists both with what the kernel holds for them, `faults --clear` ends them."""
+    from chaoslab.chaos import actions
+
+    state = isolated_lab["state_dir"]
+    rejected = actions.reject_connections("payments", source="orders", ttl_s=120, configuration=config)
+    assert rejected["attestation"]["outcome"] == "refused" and rejected["attestation"]["seconds"] < 1.0, rejected
+    stop = threading.Event()
+
+    def busy() -> None:  # requests to throttle: a quota shows only when the replica wants more CPU than it has
+        while not stop.is_set():
+            with contextlib.suppress(requests.RequestException):
+                requests.get(isolated_lab["gateway_url"] + "/api/openapi.json", timeout=5)
+
+    worker = threading.Thread(target=busy, daemon=True)
+    worker.start()
+    try:
+        throttled = actions.throttle_cpu("gateway", percent=2, ttl_s=120, configuration=config)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert throttled["attestation"]["nr_throttled"] > 0, throttled
+    listed = run_chaoslab("faults", "--json", "--state-dir", state)
+    assert listed.returncode == 0, listed.stderr
+    kernel = json.loads(listed.stdout)["kernel"]
+    assert sorted(f["kind"] for f in kernel["faults"]) == ["cpu", "reject"], kernel["faults"]
+    assert kernel["rules"] and kernel["cgroups"], kernel
+    table = run_chaoslab("faults", "--state-dir", state)
+    assert table.returncode == 0 and "fault reject" in table.stdout and "fault cpu" in table.stdout, table.stdout
+    cleared = run_chaoslab("faults", "--clear", "--state-dir", state)
+    assert cleared.returncode == 0 and "ended 2 kernel fault(s)" in cleared.stdout, cleared.stdout + cleared.stderr
     assert_nothing_held(config)
 
 

@@ -386,6 +386,39 @@ def test_replayed_key_returns_the_same_order_and_charges_once(shop: Shop) -> Non
     assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
 
 
+def test_an_order_payments_refused_stays_pending_and_a_retry_confirms_it(shop: Shop) -> None:
+    """Orders writes the order pending before it charges (issue 18's orders-disk-full finding): an order payments
+    could not charge is invisible (404, not listed, not in the audit's orders) and has no payment; the client's
+    retry with the same key charges once and confirms that same order."""
+    orders = shop.start_orders("orders-pending", "orders-pending", shop.grpc_port, PAYMENTS_RETRIES="0",
+                               BREAKER_FAIL_MAX="100")
+    token, key = shop.token(), f"k-{uuid.uuid4()}"
+    bearer = {"Authorization": f"Bearer {token}"}
+    try:
+        add_fault(orders, kind="error", upstream="payments", ttl_s=30)
+        refused = shop.place(token, key, orders=orders)
+        assert refused.status_code == 503 and refused.headers.get("Retry-After") == "1", refused.text
+        pending = audit(orders)["pending"]
+        assert len(pending) == 1, pending
+        order_id = pending[0]
+        assert requests.get(f"{orders.url}/orders/{order_id}", headers=bearer, timeout=5).status_code == 404
+        listed = requests.get(f"{orders.url}/orders", headers=bearer, timeout=5).json()["items"]
+        assert order_id not in [o["id"] for o in listed]
+        assert order_id not in [o["id"] for o in audit(orders)["items"]]
+        assert payments_key(user_id_of(token), key) not in shop.payments_by_key()
+        clear_faults(orders)
+        retried = shop.place(token, key, orders=orders)
+        assert retried.status_code == 201 and retried.json()["id"] == order_id, retried.text
+        assert retried.json()["status"] == "confirmed"
+        assert requests.get(f"{orders.url}/orders/{order_id}", headers=bearer, timeout=5).json()["payment_id"] == \
+            retried.json()["payment_id"]
+        after = audit(orders)
+        assert after["pending"] == [] and [o["id"] for o in after["items"]] == [order_id]
+        assert len(shop.payments_by_key()[payments_key(user_id_of(token), key)]) == 1
+    finally:
+        orders.stop()
+
+
 def test_concurrent_requests_with_one_key_make_one_order(shop: Shop) -> None:
     token = shop.token()
     key = f"k-{uuid.uuid4()}"
