@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
+from chaoslab.clients.admin import AdminClient, replicas_of
 from chaoslab.clients.prometheus import Prometheus, Sample
 
 pytestmark = pytest.mark.lab
@@ -72,17 +72,15 @@ def test_every_scenario_runs_and_writes_its_reports(chaoslab_cli: Cli, lab: dict
 
 def test_a_latency_fault_violates_the_thresholds_and_exits_1(chaoslab_cli: Cli, lab: dict[str, Any],
                                                             tmp_path: Path) -> None:
-    gateway = lab["services"]["gateway"]["replicas"][0]["admin_url"]
-    auth = {"Authorization": f"Bearer {lab['admin_token']}"}
-    answer = requests.post(f"{gateway}/admin/faults", headers=auth, timeout=10,
-                           # 600, not 500: Locust rounds times over 100 ms to 10 ms, so a 504 ms answer counts
-                           # as 500 and passes "<= 500 ms" on a fast machine
-                           json={"kind": "latency", "latency_ms": 600, "ttl_s": 30})
-    assert answer.status_code in (200, 201), answer.text
+    admin, gateway = AdminClient.of(lab), replicas_of(lab, ["gateway"])[:1]
+    # 600, not 500: Locust rounds times over 100 ms to 10 ms, so a 504 ms answer counts as 500 and passes
+    # "<= 500 ms" on a fast machine
+    [added] = admin.add_fault(gateway, {"kind": "latency", "latency_ms": 600, "ttl_s": 30})
+    assert added["kind"] == "latency", added
     try:
         done = load(chaoslab_cli, lab, "smoke", tmp_path, "--users", "4", "--duration", "15s")
     finally:
-        requests.delete(f"{gateway}/admin/faults", headers=auth, timeout=10)
+        admin.clear_faults(gateway)
     assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
     assert "threshold(s) violated" in done.stderr
     failed = [c for c in summary_of(tmp_path)["checks"] if not c["ok"]]
