@@ -135,8 +135,9 @@ def test_a_kill_returns_once_the_replica_is_gone_and_recovery_counts_from_then(
     assert procs[1].proc.wait(5) == 137
     assert marks.last("fault") == killed["at"]
     assert recovered["seconds"] >= restart_after_s, recovered
-    # Counted from the moment it was seen gone, just before the kill returned.
-    assert since_return <= recovered["seconds"] <= since_return + 1.0, (recovered, since_return)
+    # Counted from the moment it was seen gone, just before the kill returned. The measure is rounded to the
+    # millisecond and since_return also holds the probe's own return (2.656 against 2.65619 seen): 50 ms of slack.
+    assert since_return - 0.05 <= recovered["seconds"] <= since_return + 1.0, (recovered, since_return)
 
 
 def test_a_replica_that_does_not_go_down_is_reported(compose_payments: tuple[list[ServiceProc], dict]) -> None:
