@@ -114,3 +114,20 @@ def host_path_for(service_name: str, container_path: str) -> Path | None:
             rest = container_path[len(target.rstrip("/")):].lstrip("/")
             return REPO / source / rest if rest else REPO / source
     return None
+
+
+def crd_problems(doc: dict[str, Any], schemas: dict[str, dict[str, Any]], family: str) -> list[str]:
+    """What the API server would refuse of `doc` for its CRD's structural schema: an unknown kind of `family`
+    (Istio, Chaos Mesh), another apiVersion, or the schema's own errors. `schemas`: kind -> {schema, apiVersion}."""
+    import jsonschema
+
+    kind = doc.get("kind")
+    if kind not in schemas:
+        return [f"{kind}: not a{'n' if family[0] in 'AEIOU' else ''} {family} kind"]
+    found = []
+    if doc.get("apiVersion") != schemas[kind]["apiVersion"]:
+        found.append(f"{kind}: apiVersion {doc.get('apiVersion')} is not {schemas[kind]['apiVersion']}")
+    validator = jsonschema.Draft7Validator(schemas[kind]["schema"])
+    found += [f"{kind} {doc['metadata']['name']}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in validator.iter_errors(doc)]
+    return found

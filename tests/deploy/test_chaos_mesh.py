@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 from deploy_k8s import kustomize
-from deploy_support import REPO
+from deploy_support import REPO, crd_problems
 
 pytestmark = pytest.mark.quick
 
@@ -35,16 +34,7 @@ def crd_schemas() -> dict[str, dict[str, Any]]:
 
 
 def problems(doc: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> list[str]:
-    kind = doc.get("kind")
-    if kind not in schemas:
-        return [f"{kind}: not a Chaos Mesh kind"]
-    found = []
-    if doc.get("apiVersion") != schemas[kind]["apiVersion"]:
-        found.append(f"{kind}: apiVersion {doc.get('apiVersion')} is not {schemas[kind]['apiVersion']}")
-    validator = jsonschema.Draft7Validator(schemas[kind]["schema"])
-    found += [f"{kind} {doc['metadata']['name']}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in validator.iter_errors(doc)]
-    return found
+    return crd_problems(doc, schemas, "Chaos Mesh")
 
 
 @pytest.fixture(scope="module")

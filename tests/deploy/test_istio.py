@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 from deploy_k8s import kustomize
-from deploy_support import REPO
+from deploy_support import REPO, crd_problems
 
 pytestmark = pytest.mark.quick
 
@@ -67,16 +66,10 @@ def cel_problems(doc: dict[str, Any]) -> list[str]:
 
 
 def problems(doc: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> list[str]:
-    kind = doc.get("kind")
-    if kind not in schemas:
-        return [f"{kind}: not an Istio kind"]
-    found = []
-    if doc.get("apiVersion") != schemas[kind]["apiVersion"]:
-        found.append(f"{kind}: apiVersion {doc.get('apiVersion')} is not {schemas[kind]['apiVersion']}")
-    validator = jsonschema.Draft7Validator(schemas[kind]["schema"])
-    found += [f"{kind} {doc['metadata']['name']}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in validator.iter_errors(doc)]
-    return found + [f"{kind} {doc['metadata']['name']}: {p}" for p in cel_problems(doc)]
+    found = crd_problems(doc, schemas, "Istio")
+    if doc.get("kind") not in schemas:
+        return found
+    return found + [f"{doc['kind']} {doc['metadata']['name']}: {p}" for p in cel_problems(doc)]
 
 
 @pytest.fixture(scope="module")
