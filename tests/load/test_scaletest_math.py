@@ -37,6 +37,16 @@ def test_a_curve_still_climbing_is_not_saturated() -> None:
     assert result["throughput"] == 30
 
 
+def test_one_stalled_step_does_not_unsaturate_a_flat_curve() -> None:
+    # the CI run's 3-replica curve: a step that stalled (15.8) between two plateau steps
+    curve = [step(5, 17.0, 450), step(10, 21.8, 740), step(14, 23.5, 1000), step(19, 15.8, 1400),
+             step(24, 23.8, 1500)]
+    assert saturation(curve, PATHS["payments"])["saturated"] is True
+    # still climbing past the best earlier step is not saturated, stall or not
+    climbing = curve[:-1] + [step(24, 27.0, 1500)]
+    assert saturation(climbing, PATHS["payments"])["saturated"] is False
+
+
 def test_errors_are_counted_over_the_whole_curve() -> None:
     result = saturation([step(4, 10, 200, failures=1), step(8, 10, 200, failures=1)], PATHS["payments"])
     assert result["error_ratio"] == pytest.approx(2 / 202, abs=1e-4)
