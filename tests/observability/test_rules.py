@@ -93,6 +93,24 @@ def test_every_runbook_says_what_how_to_check_and_mitigate(repo_root: Path) -> N
     assert not problems, "\n".join(problems)
 
 
+def test_the_runbook_index_has_a_row_per_alert_and_runbook(repo_root: Path) -> None:
+    """docs/runbooks/README.md lists every alert of the catalogue and every runbook page once, with its severity."""
+    runbooks = repo_root / alerts.RUNBOOK_DIR
+    rows = re.findall(r"^\| \[(\w+)\]\((\w+)\.md\) \| (\w+) \|$", (runbooks / "README.md").read_text(), re.MULTILINE)
+    indexed = [name for name, _, _ in rows]
+    severity = {rule.alert: rule.severity for rule in alerts.alert_rules(PROFILES["standard"])}
+    pages = {path.stem for path in runbooks.glob("*.md") if path.name != "README.md"}
+    problems = [f"{name}: no row in the index" for name in sorted((severity.keys() | pages) - set(indexed))]
+    problems += [f"{name}: {indexed.count(name)} rows" for name in sorted(set(indexed)) if indexed.count(name) > 1]
+    problems += [f"{name}: a row for no alert" for name in sorted(set(indexed) - severity.keys())]
+    for name, target, level in rows:
+        if target != name:
+            problems.append(f"{name}: its row links to {target}.md")
+        if name in severity and level != severity[name]:
+            problems.append(f"{name}: the row says {level}, the rule {severity[name]}")
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_service_alerts_carry_a_service(repo_root: Path, profile: str) -> None:
     """Alerts about one service carry `service` (a static label, or a `by (service)` / target label)."""
