@@ -127,6 +127,8 @@ class GrpcUpstream(Generic[Stub]):
         self._calls = Resilience(name, "grpc", faults, self.breaker, retryable=_retryable,
                                  timed_out=_deadline_exceeded, injected=_unavailable)
         self._make_stub = stub
+        self._faults = faults
+        self._local: Stub | None = None
         self._channels: list[_Channel[Stub]] = []
         self._retiring: set[asyncio.Task[None]] = set()
         if identity is not None:
@@ -140,6 +142,13 @@ class GrpcUpstream(Generic[Stub]):
         finally:
             await self.close()
 
+    def serve_in_process(self, stub: Stub) -> None:
+        """Call `stub` (services/kit/inprocess.LocalStub: a module of this process) instead of opening channels:
+        the same deadline, retries, breaker and faults; the metrics' protocol label says `inprocess`."""
+        self._local = stub
+        self._calls = Resilience(self.name, "inprocess", self._faults, self.breaker, retryable=_retryable,
+                                 timed_out=_deadline_exceeded, injected=_unavailable)
+
     def _new_channel(self) -> _Channel[Stub]:
         if self.identity is None:
             channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS,
@@ -151,6 +160,8 @@ class GrpcUpstream(Generic[Stub]):
         return _Channel(channel, self._make_stub(channel))
 
     def open(self) -> None:
+        if self._local is not None:
+            return  # in process: no channel to open
         self._channels = [self._new_channel() for _ in range(self.channel_count)]
 
     def _renew(self) -> None:
@@ -179,6 +190,8 @@ class GrpcUpstream(Generic[Stub]):
         return await self._calls.call(lambda: self._attempt(method, request), attempts=attempts)
 
     async def _attempt(self, method: Callable[[Stub], Any], request: Any) -> Any:
+        if self._local is not None:
+            return await method(self._local)(request, timeout=self.deadline_s)
         chosen = self._pick()
         chosen.inflight += 1
         try:

@@ -19,6 +19,7 @@ from aiobreaker import CircuitBreaker
 from services.kit.breaker import make_breaker
 from services.kit.errors import ApiError
 from services.kit.faults import FaultRegistry, InjectedAbort, InjectedError, InjectedFault
+from services.kit.inprocess import Dispatch
 from services.kit.resilience import CircuitOpen, Resilience
 
 
@@ -91,8 +92,17 @@ class Upstream:
         self.timeout_s = timeout_s
         self.retries = retries
         self.breaker = breaker or make_breaker(name)
+        self._faults = faults
+        self._dispatch: Dispatch | None = None
         self._calls = Resilience(name, "http", faults, self.breaker, retryable=_retryable, timed_out=_timed_out,
                                  injected=_injected, failed_answer=_failed_answer)
+
+    def serve_in_process(self, dispatch: Dispatch) -> None:
+        """Send every call to `dispatch` (a module of this process, services/kit/inprocess.py) instead of over
+        HTTP: the same timeout, retries, breaker and faults; the metrics' protocol label says `inprocess`."""
+        self._dispatch = dispatch
+        self._calls = Resilience(self.name, "inprocess", self._faults, self.breaker, retryable=_retryable,
+                                 timed_out=_timed_out, injected=_injected, failed_answer=_failed_answer)
 
     async def send(
         self,
@@ -148,6 +158,10 @@ class Upstream:
         params: Mapping[str, str] | None,
         client_timeout: aiohttp.ClientTimeout,
     ) -> UpstreamResponse:
+        if self._dispatch is not None:
+            async with asyncio.timeout(client_timeout.total):
+                status, answer_headers, answer = await self._dispatch(method, path, body, headers, params)
+            return UpstreamResponse(status, answer_headers, answer)
         # server_hostname: over mutual TLS the upstream's certificate must be the one the CA made for its name
         # (services.kit.tls); plain HTTP ignores it.
         async with self._session().request(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from aiohttp import web
 from services.contract import ANY_USER, AUTH, JWKS_PATH, JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
 from services.kit.config import env_float
 from services.kit.errors import ApiError
+from services.kit.inprocess import Dispatch
 
 # With no key at all (auth unreachable since this replica started), try again this often, not every request.
 NO_KEYS_REFETCH_S = 0.5
@@ -73,6 +75,7 @@ class JwksVerifier:
         self.leeway_s = env_float("JWT_LEEWAY_S", DEFAULT_LEEWAY_S) if leeway_s is None else leeway_s
         self._url = f"{auth_url}{JWKS_PATH}"
         self._session = session
+        self._dispatch: Dispatch | None = None
         self._keys: dict[str, Any] = {}
         self._fetched_at = 0.0
         self._attempted_at = 0.0
@@ -85,16 +88,28 @@ class JwksVerifier:
     def has_keys(self) -> bool:
         return bool(self._keys)
 
+    def fetch_in_process(self, dispatch: Dispatch) -> None:
+        """Fetch the JWKS from auth's module in this process (the modular monolith) instead of over HTTP."""
+        self._dispatch = dispatch
+
+    async def _fetch(self) -> Any:
+        """auth's JWKS document, None when auth did not answer 200."""
+        if self._dispatch is not None:
+            async with asyncio.timeout(self._timeout.total):
+                status, _, body = await self._dispatch("GET", JWKS_PATH, None, None, None)
+            return json.loads(body) if status == 200 else None
+        # over mutual TLS, auth's certificate must be the one made for auth (services.kit.tls)
+        async with self._session().get(self._url, timeout=self._timeout, server_hostname=AUTH.name) as resp:
+            return await resp.json() if resp.status == 200 else None
+
     async def refresh(self) -> bool:
         """Fetch the JWKS now; True when it succeeded."""
         async with self._lock:
             self._attempted_at = time.monotonic()
             try:
-                # over mutual TLS, auth's certificate must be the one made for auth (services.kit.tls)
-                async with self._session().get(self._url, timeout=self._timeout, server_hostname=AUTH.name) as resp:
-                    if resp.status != 200:
-                        return False
-                    jwks = await resp.json()
+                jwks = await self._fetch()
+                if not isinstance(jwks, dict):
+                    return False
                 keys = {k["kid"]: jwt.PyJWK(k, JWT_ALGORITHM).key for k in jwks.get("keys", []) if "kid" in k}
             except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, jwt.PyJWKError):
                 return False

@@ -85,6 +85,8 @@ def setup_tracing(config: CommonConfig) -> TracerProvider | None:
     global _provider, _server_middleware
     if not config.instrumentation:
         return None
+    if _provider is not None:
+        return _provider  # once per process: the modular monolith's modules share the process' provider
     address = os.environ.get("REPLICA_ADDRESS")  # the replica's own address in an isolated lab
     resource = Resource.create({
         "service.name": config.service,
