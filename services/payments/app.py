@@ -202,13 +202,20 @@ async def audit(request: web.Request) -> web.Response:
     return web.json_response({"service": contract.PAYMENTS.name, "count": len(items), "items": items})
 
 
-def create_service() -> Service:
+SERVICER = web.AppKey("servicer", PaymentsServicer)
+
+
+def create_service(*, serve_grpc: bool = True) -> Service:
+    """The payments service; `serve_grpc=False` opens no gRPC port: the modular monolith (services/monolith) calls
+    the servicer, `svc.app[SERVICER]`, in process."""
     svc = Service(contract.PAYMENTS)
     svc.metadata(metadata)
     servicer = PaymentsServicer(svc.admin[DATABASE], Provider.from_env(), svc.config.replica)
-    charges = ChargeServer(servicer, svc.config.host, env_int("GRPC_PORT", contract.native_port(svc.name)))
-    svc.lifetime(charges.lifetime)
-    svc.add_readiness_check("grpc", charges.serving)
+    svc.app[SERVICER] = servicer
+    if serve_grpc:
+        charges = ChargeServer(servicer, svc.config.host, env_int("GRPC_PORT", contract.native_port(svc.name)))
+        svc.lifetime(charges.lifetime)
+        svc.add_readiness_check("grpc", charges.serving)
     svc.admin.add_routes(admin_routes)
     return svc
 

@@ -1,0 +1,1 @@
+"""The shop's six modules in one deployable process (app.py says how and why)."""
