@@ -13,9 +13,10 @@ import os
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
+from services.contract import GATEWAY
+from services.kit import metrics as kit_metrics
 from services.kit.errors import ApiError, error_middleware, problem_response
 from services.kit.faults import FaultRegistry, FaultSpec
 from services.kit.health import Health
@@ -80,7 +81,10 @@ async def ready(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     # OpenMetrics when Prometheus asks for it: only that format carries exemplars.
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return web.Response(body=encoder(REGISTRY), headers={"Content-Type": content_type})
+    health = request.app[HEALTH]
+    # a module of the monolith serves its own samples (and the gateway module the process'); a service, everything
+    view = kit_metrics.module_view(health.service, owns_process=health.service == GATEWAY.name)
+    return web.Response(body=encoder(view), headers={"Content-Type": content_type})
 
 
 # -- faults ---------------------------------------------------------------------------------------------------------

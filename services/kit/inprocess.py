@@ -24,6 +24,8 @@ from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from services.kit.metrics import MODULE
+
 # What an in-process request shows as its peer: this process.
 LOCAL_PEER = ("127.0.0.1", 0)
 
@@ -104,12 +106,15 @@ class AppDispatch:
                                     False, url)
         request = web.Request(message, payload, protocol, None, asyncio.current_task(), loop,  # type: ignore[arg-type]
                               client_max_size=self.app._client_max_size)
+        module = MODULE.set(self.name)  # the callee's metrics are the callee's (services/kit/metrics.py)
         try:
             # Application._handle is what aiohttp's own server calls per request (routing, middlewares, handler);
             # aiohttp is pinned (requirements.lock) and tests/monolith exercises this path.
             response = await self.app._handle(request)
         except web.HTTPException as exc:  # raised past every middleware: still an answer
             response = exc
+        finally:
+            MODULE.reset(module)
         if not isinstance(response, web.Response):
             raise InProcessError(f"{self.name} answered {method} {url.path} with a streamed response")
         body_out = response.body

@@ -14,6 +14,7 @@ import grpc
 
 from services.kit.faults import FaultRegistry
 from services.kit.grpc_server import GrpcFaultInterceptor, GrpcMetricsInterceptor
+from services.kit.metrics import MODULE
 
 
 class _Aborted(Exception):
@@ -51,7 +52,8 @@ class LocalStub:
     stub's, with the callee's metrics and faults around the method, and a deadline that ends it as
     DEADLINE_EXCEEDED."""
 
-    def __init__(self, servicer: Any, service_name: str, faults: FaultRegistry) -> None:
+    def __init__(self, servicer: Any, service_name: str, faults: FaultRegistry, module: str = "") -> None:
+        self._module = module  # the callee module, whose metrics the call records (services/kit/metrics.py)
         self._servicer = servicer
         self._service_name = service_name  # the full gRPC service name, e.g. chaoslab.payments.v1.Payments
         self._faults = faults
@@ -64,6 +66,7 @@ class LocalStub:
 
         # `timeout` is the generated stub's keyword (GrpcUpstream passes its deadline so)
         async def call(request: Any, *, timeout: float | None = None, **_: Any) -> Any:  # noqa: ASYNC109
+            module = MODULE.set(self._module)
             try:
                 async with asyncio.timeout(timeout):
                     return await wrapped(request, _Context())
@@ -71,5 +74,7 @@ class LocalStub:
                 raise _rpc_error(exc.code, exc.details) from None
             except TimeoutError:
                 raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            finally:
+                MODULE.reset(module)
 
         return call

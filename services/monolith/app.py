@@ -30,11 +30,12 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 
 from aiohttp import web
 
 from services import contract
+from services.kit import metrics
 from services.kit.app import DATABASE_UNREACHABLE_EXIT, Service
 from services.kit.config import CommonConfig, env_int, env_str
 from services.kit.db import DatabaseUnreachable
@@ -93,6 +94,9 @@ class Monolith:
     """One replica of the monolith: the six modules, wired to each other in process."""
 
     def __init__(self) -> None:
+        if not metrics.BY_MODULE:
+            raise RuntimeError("services.kit.metrics was imported before METRICS_BY_MODULE=1 was set "
+                               "(run `python -m services.monolith`)")
         if any(k.startswith("TLS_") and v for k, v in os.environ.items()):
             print(f"{NAME}: configuration error: mutual TLS (TLS_*) does not apply to calls inside one process; "
                   "unset TLS_* (the lab's monolith topology runs --tls off)", file=sys.stderr)
@@ -129,12 +133,12 @@ class Monolith:
         orders[USERS].serve_in_process(dispatch[contract.USERS.name])
         payments = self.modules[contract.PAYMENTS.name]
         orders[PAYMENTS].upstream.serve_in_process(
-            LocalStub(payments.app[SERVICER], PAYMENTS_GRPC_SERVICE, payments.faults))
+            LocalStub(payments.app[SERVICER], PAYMENTS_GRPC_SERVICE, payments.faults, contract.PAYMENTS.name))
 
     async def serve(self, stop: asyncio.Event, hurry: asyncio.Event) -> None:
         """Every module serves until `stop`; the gateway's public port opens when its own start is done."""
         self.log.info("monolith starting", modules=list(self.modules))
-        await asyncio.gather(*(svc.serve(stop, hurry) for svc in self.modules.values()))
+        await asyncio.gather(*(_as_module(name, svc.serve(stop, hurry)) for name, svc in self.modules.items()))
 
     def run(self) -> None:
         try:
@@ -170,6 +174,13 @@ def _in_process(dispatch: AppDispatch) -> Callable[[Service], AsyncGenerator[Non
 
     in_process.__name__ = f"in_process_{dispatch.name}"
     return in_process
+
+
+async def _as_module(name: str, serving: Awaitable[None]) -> None:
+    """A module's whole life in its own task whose context names it: its metrics, and those of every task and
+    connection it starts (they copy the context), carry its name (services/kit/metrics.py)."""
+    metrics.MODULE.set(name)
+    await serving
 
 
 def _once_serving(modules: list[AppDispatch]) -> Callable[[Service], AsyncGenerator[None, None]]:

@@ -76,15 +76,25 @@ def test_one_process_one_public_port_and_the_journey_end_to_end(monolith: tuple[
     eventually(lambda: any(n.get("order_id") == order["id"] for n in customer.notifications()), 20, 0.2,
                "the order's notification")
 
-    # every call between modules went in process: the gateway's to orders, orders' to users and payments
-    calls = {(labels["upstream"], labels["protocol"]) for labels, value in
-             _samples(admin["orders"], "client_request_duration_seconds_count") if value > 0}
-    assert {("orders", "inprocess"), ("users", "inprocess"), ("payments", "inprocess"),
-            ("auth", "inprocess")} <= calls, calls
-    assert not {p for _, p in calls} - {"inprocess"}, calls
+    # every call between modules went in process, and each module's admin port shows its own metrics only, as a
+    # service's would: the gateway's calls to auth and orders, orders' to users and payments
+    def calls(module: str) -> set[tuple[str, str]]:
+        return {(labels["upstream"], labels["protocol"]) for labels, value in
+                _samples(admin[module], "client_request_duration_seconds_count") if value > 0}
+
+    assert calls("gateway") == {("auth", "inprocess"), ("orders", "inprocess"), ("users", "inprocess"),
+                                ("notifications", "inprocess")}, calls("gateway")
+    assert calls("orders") == {("users", "inprocess"), ("payments", "inprocess")}, calls("orders")
+    assert calls("payments") == set()
+    assert not any("service" in labels for labels, _ in _samples(admin["orders"], "orders_placed_total"))
+    assert sum(v for _, v in _samples(admin["orders"], "orders_placed_total")) >= 1
+    assert _samples(admin["payments"], "orders_placed_total") == []
     # payments' own server metrics saw the charge (the in-process call went through its interceptors)
     assert any(labels.get("code") == "OK" and value > 0
                for labels, value in _samples(admin["payments"], "grpc_server_request_duration_seconds_count"))
+    # the process' own metrics are served once, by the gateway module's port
+    assert _samples(admin["gateway"], "process_cpu_seconds_total")
+    assert not _samples(admin["payments"], "process_cpu_seconds_total")
     charges = _admin("GET", admin["payments"] + "/admin/audit")
     assert charges, charges
 
