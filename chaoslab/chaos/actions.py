@@ -32,19 +32,29 @@ DEFAULT_TTL_S = 60.0
 
 # -- process faults ----------------------------------------------------------------------------------------
 
+def _program(replica: dict[str, Any]) -> str:
+    """The supervisord program a replica runs in: its own, or in a monolith lab the monolith replica holding it
+    (killing "payments" there kills everything in that process)."""
+    return str(replica.get("program") or replica["name"])
+
+
+def _programs(replicas: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(_program(r) for r in replicas))
+
+
 def _signal(lab: Lab, service: str, sig: str, replica: Replica, what: str) -> list[dict[str, Any]]:
     sv = lab.supervisor(what)
     with activity_errors():
         if replica is None or replica == "random":
             # "one replica, at random" means one that can take the fault: a running one
-            running = faults.running_programs(sv, [r["name"] for r in lab.replicas(service)])
+            running = faults.running_programs(sv, _programs(lab.replicas(service)))
             if not running:
                 raise LabError(f"no running replica of {service}")
-            targets = select_replicas({"services": {service: {"replicas": [{"name": n} for n in running]}}},
-                                      service, None)
+            targets = [r["name"] for r in select_replicas(
+                {"services": {service: {"replicas": [{"name": n} for n in running]}}}, service, None)]
         else:
-            targets = lab.select(service, replica)
-        return [faults.signal(sv, r["name"], sig) for r in targets]
+            targets = _programs(lab.select(service, replica))
+        return [faults.signal(sv, name, sig) for name in targets]
 
 
 def _kill(service: str, replica: Replica, configuration: Configuration) -> list[dict[str, Any]]:
@@ -83,7 +93,8 @@ def resume_replicas(service: str | None = None, configuration: Configuration = N
     sv = Lab.of(configuration).supervisor("resume_replicas")
     with activity_errors():
         paused = faults.paused_programs(sv)
-        names = faults.resume(sv, [n for n in paused if service is None or service_of(n) == service])
+        mine = None if service is None else set(_programs(Lab.of(configuration).replicas(service)))
+        names = faults.resume(sv, [n for n in paused if mine is None or n in mine or service_of(n) == service])
     if names:
         marks.mark("recovery")
     return names
@@ -95,7 +106,7 @@ def stop_service(service: str, configuration: Configuration = None) -> list[str]
     sv = lab.supervisor("stop_service")
     marks.mark("fault")
     with activity_errors():
-        return faults.stop_programs(sv, [r["name"] for r in lab.replicas(service)])
+        return faults.stop_programs(sv, _programs(lab.replicas(service)))
 
 
 def start_service(service: str, timeout_s: float = 60.0, configuration: Configuration = None) -> dict[str, Any]:
@@ -103,7 +114,7 @@ def start_service(service: str, timeout_s: float = 60.0, configuration: Configur
     lab = Lab.of(configuration)
     sv = lab.supervisor("start_service")
     with activity_errors():
-        started = faults.start_programs(sv, [r["name"] for r in lab.replicas(service)])
+        started = faults.start_programs(sv, _programs(lab.replicas(service)))
         marks.mark("recovery")
         waited = faults.wait_until(lambda: all(ready_replicas(lab.registry, service).values()), timeout_s,
                                    f"every replica of {service} ready")

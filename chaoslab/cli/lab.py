@@ -22,7 +22,16 @@ from chaoslab.lab.logs import follow, log_files, tail
 from chaoslab.lab.paths import LabPaths
 from chaoslab.lab.pki import DEFAULT_CERT_TTL_S
 from chaoslab.lab.ports import SERVICES
-from chaoslab.lab.spec import load_spec, parse_env, parse_replicas
+from chaoslab.lab.spec import (
+    MICROSERVICES,
+    MONOLITH,
+    TOPOLOGIES,
+    load_spec,
+    monolith_replicas,
+    parse_env,
+    parse_monolith_count,
+    parse_replicas,
+)
 
 app = typer.Typer()
 
@@ -33,7 +42,7 @@ def _urls_table(registry: dict[str, Any]) -> Table:
     table.add_column("where")
     table.add_column("replicas", justify="right")
     for name, svc in registry["services"].items():
-        where = svc["url"] or f"gRPC {svc.get('grpc_addr')}"
+        where = svc["url"] or (f"gRPC {svc['grpc_addr']}" if svc.get("grpc_addr") else "in process (monolith)")
         hosts = ", ".join(r["address"] for r in svc["replicas"] if r.get("address") != svc.get("address"))
         table.add_row(name, where + (f" (replicas at {hosts})" if hosts else ""), str(len(svc["replicas"])))
     broker = registry["broker"]
@@ -106,11 +115,18 @@ def up(
         "--tls", metavar="on|off",
         help="on: mutual TLS on every internal hop (HTTP between services, gRPC, AMQP) with short-lived "
              "certificates of the lab's own CA, and each service authorizing its callers from the call graph; the "
-             "gateway's public port stays plain HTTP. off: every hop plain, as before (for comparison).")] = "on",
+             "gateway's public port stays plain HTTP. off: every hop plain, as before (for comparison). "
+             "Default: on; off with --topology monolith.")] = "",
     cert_ttl: Annotated[int, typer.Option(
         "--cert-ttl", metavar="SECONDS",
         help="Lifetime of the lab's certificates; each is renewed at half of it, without a restart.")]
     = DEFAULT_CERT_TTL_S,
+    topology: Annotated[str, typer.Option(
+        "--topology", metavar="microservices|monolith",
+        help="microservices: each service its own replicas (the default). monolith: the six as modules of one "
+             "deployable process (services/monolith), N replicas of it (--replicas monolith=N), each module with "
+             "its own database and admin port, calls between modules in process; runs --tls off and loopback.")]
+    = MICROSERVICES,
 ) -> None:
     """Start the lab: RabbitMQ, Prometheus, Alertmanager, the webhook receiver and every replica.
 
@@ -118,8 +134,14 @@ def up(
     On any failure it stops what it started and says why.
     """
     with errors():
-        wanted = parse_replicas(replicas or [])
+        if topology not in TOPOLOGIES:
+            raise UsageError(f"--topology {topology!r}: choose {' or '.join(TOPOLOGIES)}")
+        if topology == MONOLITH:
+            wanted = monolith_replicas(parse_monolith_count(replicas or [], 1))
+        else:
+            wanted = parse_replicas(replicas or [])
         overrides = parse_env(env or [])
+        tls = tls or ("off" if topology == MONOLITH else "on")
         if tls not in ("on", "off"):
             raise UsageError(f"--tls {tls!r}: choose on or off")
         started = time.monotonic()
@@ -127,7 +149,8 @@ def up(
         with progress() as bar:
             registry = control.up(state_dir, base_port, wanted, database_url_template=database_url_template,
                                   timeout_s=timeout, reporter=RichReporter(bar), env=overrides,
-                                  network_mode=network_mode, tls=tls == "on", cert_ttl_s=cert_ttl)
+                                  network_mode=network_mode, tls=tls == "on", cert_ttl_s=cert_ttl,
+                                  topology=topology)
         elapsed = time.monotonic() - started
         out.print(_urls_table(registry))
         account = registry["admin_account"]
@@ -139,6 +162,11 @@ def up(
             out.print(f"network {registry['network']['subnet']} on bridge {registry['network']['bridge']} (this "
                       f"machine is {registry['network']['host_address']} there): the shop is at "
                       f"{registry['gateway_url']}", highlight=False)
+        if registry.get("topology") == MONOLITH:
+            count = len(registry["services"]["gateway"]["replicas"])
+            out.print(f"topology: a modular monolith, {count} replica(s) of one process holding the six modules "
+                      "(each module's admin port as its service's; killing a module kills its replica)",
+                      highlight=False)
         if registry["tls"]["mode"] == "on":
             out.print(f"mutual TLS inside the shop: certificates of the lab's CA ({registry['tls']['trust_domain']}"
                       f" trust domain), renewed every {registry['tls']['cert_ttl_s'] // 2} s; the gateway's public "
@@ -196,9 +224,10 @@ def status(
         table.add_row(name, _state(state), str(p.get("pid", 0)), _uptime(p), address, port, _ready(ready))
     for svc in reg["services"].values():
         for rep in svc["replicas"]:
-            p = info.get(rep["name"], {})
+            p = info.get(rep.get("program") or rep["name"], {})
             port = rep["admin_url"].rsplit(":", 1)[1]
-            public = svc["url"].rsplit(":", 1)[1] if svc["url"] else svc["grpc_addr"].rsplit(":", 1)[1]
+            address = svc["url"] or svc.get("grpc_addr")
+            public = address.rsplit(":", 1)[1] if address else f"in {rep.get('program')}"
             healthy &= rep["ready"]
             table.add_row(rep["name"], _state(rep["state"]), str(rep["pid"]), _uptime(p), rep["address"],
                           f"{public} / admin {port}", _ready(rep["ready"]))

@@ -23,7 +23,18 @@ from chaoslab.lab.procs import describe, end_processes, lab_processes, wait_gone
 from chaoslab.lab.programs import ENDPOINTS, Program, all_programs
 from chaoslab.lab.registry import build_registry, write_registry
 from chaoslab.lab.render import render_all, supervisord_conf, write_atomic, write_targets
-from chaoslab.lab.spec import LabSpec, default_replicas, existing_secrets, load_spec, parse_env, parse_replicas
+from chaoslab.lab.spec import (
+    MICROSERVICES,
+    MONOLITH,
+    LabSpec,
+    default_replicas,
+    existing_secrets,
+    load_spec,
+    monolith_replicas,
+    parse_env,
+    parse_monolith_count,
+    parse_replicas,
+)
 from chaoslab.lab.supervisor import Supervisor, start_supervisord, supervisord_pid
 
 DEFAULT_TIMEOUT_S = 180.0
@@ -102,15 +113,18 @@ def wait_ready(sv: Supervisor, spec: LabSpec, programs: list[Program], timeout_s
 def up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
        database_url_template: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
        reporter: Reporter | None = None, env: dict[str, dict[str, str]] | None = None,
-       network_mode: str = network.LOOPBACK, tls: bool = True, cert_ttl_s: int = DEFAULT_CERT_TTL_S) -> dict[str, Any]:
+       network_mode: str = network.LOOPBACK, tls: bool = True, cert_ttl_s: int = DEFAULT_CERT_TTL_S,
+       topology: str = MICROSERVICES) -> dict[str, Any]:
     """Start a lab and wait until all of it is ready; on any failure, stop what started and raise.
     `env` overrides services' environment ({"*": {...}} for all, {"payments": {...}} for one). `network_mode`:
     "loopback" (no privileges) or "isolated" (every replica a host of its own: chaoslab.lab.network; root).
-    `tls`: mutual TLS on every internal hop, certificates of the lab's CA living `cert_ttl_s` (chaoslab.lab.pki)."""
+    `tls`: mutual TLS on every internal hop, certificates of the lab's CA living `cert_ttl_s` (chaoslab.lab.pki).
+    `topology`: "microservices" or "monolith" (the six as modules of one process, N replicas of it: the largest
+    count in `replicas`)."""
     with lab_lock(LabPaths.of(state_dir)):
         return _up(state_dir, base_port, replicas, database_url_template=database_url_template,
                    timeout_s=timeout_s, reporter=reporter, env=env or {}, network_mode=network_mode, tls=tls,
-                   cert_ttl_s=cert_ttl_s)
+                   cert_ttl_s=cert_ttl_s, topology=topology)
 
 
 def lab_hosts(spec: LabSpec) -> list[str]:
@@ -120,13 +134,16 @@ def lab_hosts(spec: LabSpec) -> list[str]:
 
 def _up(state_dir: str | Path, base_port: int, replicas: dict[str, int], *,
         database_url_template: str | None, timeout_s: float, reporter: Reporter | None,
-        env: dict[str, dict[str, str]], network_mode: str, tls: bool, cert_ttl_s: int) -> dict[str, Any]:
+        env: dict[str, dict[str, str]], network_mode: str, tls: bool, cert_ttl_s: int,
+        topology: str = MICROSERVICES) -> dict[str, Any]:
     reporter = reporter or QuietReporter()
     paths = LabPaths.of(state_dir)
+    if topology == MONOLITH:
+        replicas = monolith_replicas(max(replicas.values(), default=1))
     spec = LabSpec(
         state_dir=paths.state, base_port=base_port, replicas=dict(replicas),
         database_url_template=database_url_template,
-        env=env, network=network_mode, tls=tls, cert_ttl_s=cert_ttl_s,
+        env=env, network=network_mode, tls=tls, cert_ttl_s=cert_ttl_s, topology=topology,
         **existing_secrets(paths.state),  # else new ones: a lab's secrets are its own
     )
     reporter.phase("checking binaries, ports and the state dir")
@@ -294,12 +311,15 @@ def _scale(state_dir: str | Path, items: list[str], *, timeout_s: float, reporte
     spec = load_spec(state_dir)
     paths = spec.paths
     sv = running_supervisor(paths)
-    new = spec.with_replicas(parse_replicas(items, base=spec.replicas))
+    if spec.monolith:
+        new = spec.with_replicas(monolith_replicas(parse_monolith_count(items, spec.monolith_count)))
+    else:
+        new = spec.with_replicas(parse_replicas(items, base=spec.replicas))
     check_services(new)
-    old_names = {n for s in SERVICES for n in spec.replica_names(s)}
-    new_names = {n for s in SERVICES for n in new.replica_names(s)}
-    added = [n for s in SERVICES for n in new.replica_names(s) if n not in old_names]
-    removed = [n for s in SERVICES for n in spec.replica_names(s) if n not in new_names]
+    # what supervisord runs: a replica each, or in a monolith one program per monolith replica
+    old_names, new_names = set(spec.program_names()), set(new.program_names())
+    added = [n for n in new.program_names() if n not in old_names]
+    removed = [n for n in spec.program_names() if n not in new_names]
     fresh_ports = [(port, what) for port, what in new.ports.service_ports(new.replicas)
                    if port not in {p for p, _ in spec.ports.service_ports(spec.replicas)}]
     check_ports(new.ports, fresh_ports)
@@ -362,15 +382,14 @@ def set_env(state_dir: str | Path, items: list[str], *, timeout_s: float = DEFAU
         new.save()
         write_atomic(spec.paths.supervisord_conf, supervisord_conf(new, programs))
         sv.reload_config()
-        restarted = []
-        for service in changed:
-            for name in new.replica_names(service):
-                reporter.phase(f"restarting {name} with its new environment")
-                sv.remove_group(name)
-                sv.add_group(name)
-                sv.start(name)
-                wait_ready(sv, new, [by_name[name]], timeout_s, reporter)
-                restarted.append(name)
+        restarted: list[str] = []
+        for name in new.program_names(changed):
+            reporter.phase(f"restarting {name} with its new environment")
+            sv.remove_group(name)
+            sv.add_group(name)
+            sv.start(name)
+            wait_ready(sv, new, [by_name[name]], timeout_s, reporter)
+            restarted.append(name)
         registry = build_registry(new, sv.processes())
         write_registry(new, registry)
         return EnvResult(env=new.env, restarted=restarted, registry=registry)

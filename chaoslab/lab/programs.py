@@ -173,7 +173,44 @@ def infrastructure_programs(spec: LabSpec, binaries: Binaries) -> list[Program]:
     ]
 
 
+def monolith_env(spec: LabSpec, replica: int) -> dict[str, str]:
+    """The environment of one monolith replica (services/monolith/README.md): the gateway's public port, each
+    module's admin port and database as that module's replica would have them, and every override of the lab
+    (a module's own variable names are its own, so the services' overrides merge into one process)."""
+    ports = spec.ports
+    name = f"monolith-{replica}"
+    env = {
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(ports.service_port(contract.GATEWAY.name)),
+        "ADMIN_PORT": str(ports.admin_port(contract.GATEWAY.name, replica)),
+        **{f"{s.upper()}_ADMIN_PORT": str(ports.admin_port(s, replica)) for s in SERVICES},
+        **{f"{s.upper()}_DATABASE_URL": spec.database_url(s) for s in SERVICES},
+        "REPLICA_ID": name,
+        "AMQP_URL": spec.amqp_url,
+        "ADMIN_TOKEN": spec.admin_token,
+        "SPANS_DIR": str(spec.paths.spans),
+        "BOOTSTRAP_ADMIN": f"{spec.admin_account['email']}:{spec.admin_account['password']}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    fixed = {"HTTP_PORT", "ADMIN_PORT", "REPLICA_ID", "ADMIN_TOKEN", "BOOTSTRAP_ADMIN", "HTTP_HOST",
+             *(f"{s.upper()}_ADMIN_PORT" for s in SERVICES)}
+    for service in SERVICES:
+        env.update({k: v for k, v in spec.env_for(service).items() if k not in fixed})
+    return env
+
+
+def monolith_programs(spec: LabSpec) -> list[Program]:
+    return [Program(
+        name=f"monolith-{n}", command=[sys.executable, "-m", "services.monolith"], env=monolith_env(spec, n),
+        directory=repo_root(), priority=100, stopwaitsecs=20,
+        ready_url=f"{spec.url(spec.ports.admin_port(contract.GATEWAY.name, n))}/health/ready",
+        replica=n,
+    ) for n in range(1, spec.monolith_count + 1)]
+
+
 def replica_programs(spec: LabSpec) -> list[Program]:
+    if spec.monolith:
+        return monolith_programs(spec)
     out = []
     for service in SERVICES:
         for n in range(1, spec.replicas.get(service, 0) + 1):
@@ -194,4 +231,6 @@ def all_programs(spec: LabSpec, binaries: Binaries) -> list[Program]:
 def missing_service_modules(spec: LabSpec) -> list[str]:
     """Services with replicas whose `services/<name>/__main__.py` does not exist in this checkout."""
     root = repo_root()
+    if spec.monolith:
+        return [] if (root / "services" / "monolith" / "__main__.py").exists() else ["monolith"]
     return [s for s in SERVICES if spec.replicas.get(s, 0) > 0 and not (root / "services" / s / "__main__.py").exists()]

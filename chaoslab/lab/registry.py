@@ -31,11 +31,13 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
     ports, url = spec.ports, spec.url
     info = {p["name"]: p for p in processes}
 
-    def state(name: str) -> str:
-        return str(info[name]["statename"]) if name in info else STOPPED
+    def state(name: str) -> str:  # a replica's: its program's (in a monolith, the monolith replica's)
+        program = spec.program_of(name)
+        return str(info[program]["statename"]) if program in info else STOPPED
 
     def pid(name: str) -> int:
-        return int(info[name]["pid"]) if name in info else 0
+        program = spec.program_of(name)
+        return int(info[program]["pid"]) if program in info else 0
 
     admin = {
         name: url(ports.admin_port(s, n), spec.replica_host(s, n))
@@ -50,7 +52,9 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
     for service in SERVICES:
         host = spec.service_host(service)  # an isolated lab's service address, balanced over ready replicas
         entry: dict[str, Any] = {"address": host}
-        if service in GRPC_SERVICES:
+        if spec.monolith and not contract.is_edge(service):
+            entry["url"] = entry["grpc_addr"] = None  # a module reached only in process: no port of its own
+        elif service in GRPC_SERVICES:
             entry["url"] = None
             entry["grpc_addr"] = f"{host}:{ports.service_port(service)}"
         else:
@@ -61,6 +65,7 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
                 "address": address[name],
                 "admin_url": admin[name],
                 "pid": pid(name),
+                "program": spec.program_of(name),  # what supervisord runs it in (process faults act on that)
                 "state": state(name),
                 "ready": bool(ready.get(f"{admin[name]}/health/ready", False)),
             }
@@ -68,7 +73,7 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
         ]
         services[service] = entry
 
-    order = {name: i for i, name in enumerate([*INFRASTRUCTURE, *admin])}  # the order they start in
+    order = {name: i for i, name in enumerate([*INFRASTRUCTURE, *spec.program_names()])}  # the order they start in
     metrics_url = f"{url(ports.rabbitmq_metrics, spec.broker_host)}/metrics"
     broker_state = state("rabbitmq")
     if broker_state == "RUNNING" and probe and not http_ok(metrics_url, timeout_s=3.0):
@@ -77,6 +82,7 @@ def build_registry(spec: LabSpec, processes: list[dict[str, Any]], *, probe: boo
     return {
         "state_dir": str(spec.paths.state),
         "base_port": spec.base_port,
+        "topology": spec.topology,
         "admin_token": spec.admin_token,
         "admin_account": spec.admin_account,
         "gateway_url": url(ports.service_port("gateway"), spec.service_host("gateway")),

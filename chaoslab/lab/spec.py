@@ -46,6 +46,34 @@ def parse_replicas(items: list[str], base: dict[str, int] | None = None) -> dict
 
 
 ALL_SERVICES = "*"
+# The lab's topologies: each service as its own replicas (the default), or the six as modules of one deployable
+# process, N replicas of it (services/monolith), so that the trade-off can be measured on one codebase.
+MICROSERVICES, MONOLITH = "microservices", "monolith"
+TOPOLOGIES = (MICROSERVICES, MONOLITH)
+
+
+def monolith_replicas(count: int) -> dict[str, int]:
+    """Every module of a monolith runs in each of its replicas: one count for all."""
+    return dict.fromkeys(SERVICES, count)
+
+
+def parse_monolith_count(items: list[str], current: int) -> int:
+    """A monolith's replica count from `monolith=N` (or `SVC=N`: a module scales only with the whole monolith,
+    so any module's count is the monolith's); the last one given wins."""
+    count = current
+    for item in items:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            name, _, value = part.partition("=")
+            if name.strip() != MONOLITH:
+                # validated as a service's setting, then applied to the whole monolith
+                value = str(parse_replicas([part], default_replicas())[name.strip()])
+            try:
+                count = int(value)
+            except ValueError:
+                raise LabError(f"bad replica count in {part!r}: {value!r} is not a number") from None
+            if not 1 <= count <= MAX_REPLICAS:
+                raise LabError(f"bad replica count in {part!r}: a monolith runs 1..{MAX_REPLICAS} replicas")
+    return count
 LOOPBACK_ADDRESS = "127.0.0.1"
 SHOP_ADMIN_EMAIL = "admin@chaoslab.local"
 
@@ -89,13 +117,48 @@ class LabSpec:
     # Mutual TLS on every internal hop, with certificates of the lab's CA (chaoslab.lab.pki) that live cert_ttl_s
     tls: bool = True
     cert_ttl_s: int = DEFAULT_CERT_TTL_S
+    topology: str = MICROSERVICES
 
     def __post_init__(self) -> None:
         if self.network not in MODES:
             raise LabError(f"unknown network mode {self.network!r}: choose {' or '.join(MODES)}")
+        if self.topology not in TOPOLOGIES:
+            raise LabError(f"unknown topology {self.topology!r}: choose {' or '.join(TOPOLOGIES)}")
+        if self.monolith:
+            if self.tls:
+                raise LabError("a monolith lab runs --tls off: its modules call each other in one process, with "
+                               "no connection to present a certificate on", hint="chaoslab up --topology monolith "
+                               "--tls off (the default with --topology monolith)")
+            if self.isolated:
+                raise LabError("a monolith lab runs --network loopback (an isolated monolith is not built yet)")
+            if len(set(self.replicas.values())) != 1:
+                raise LabError("every module of a monolith has the monolith's replica count: "
+                               f"got {self.replicas}", hint="chaoslab up --topology monolith --replicas monolith=N")
         if not MIN_CERT_TTL_S <= self.cert_ttl_s <= 30 * 86400:
             raise LabError(f"a certificate's lifetime of {self.cert_ttl_s} s is out of range: choose "
                            f"{MIN_CERT_TTL_S} s to 30 days (renewed at half of it)")
+
+    @property
+    def monolith(self) -> bool:
+        return self.topology == MONOLITH
+
+    @property
+    def monolith_count(self) -> int:
+        return max(self.replicas.values(), default=0)
+
+    def program_of(self, replica_name: str) -> str:
+        """The supervisord program a replica runs in: its own (payments-2), or in a monolith the monolith replica
+        that holds the module (monolith-2)."""
+        service, _, number = replica_name.rpartition("-")
+        if not self.monolith or service not in SERVICES or not number.isdigit():
+            return replica_name  # a service's own replica, or not a replica (rabbitmq, prometheus, ...)
+        return f"{MONOLITH}-{number}"
+
+    def program_names(self, services: list[str] | None = None) -> list[str]:
+        """The replica programs (of `services`, of all by default), each once, in start order."""
+        chosen = SERVICES if services is None else services
+        names = [self.program_of(n) for s in chosen for n in self.replica_names(s)]
+        return list(dict.fromkeys(names))
 
     @property
     def isolated(self) -> bool:
@@ -211,6 +274,7 @@ def load_spec(state_dir: str | os.PathLike[str]) -> LabSpec:
         network=str(data.get("network") or LOOPBACK),
         tls=bool(data.get("tls", True)),
         cert_ttl_s=int(data.get("cert_ttl_s") or DEFAULT_CERT_TTL_S),
+        topology=str(data.get("topology") or MICROSERVICES),
     )
 
 

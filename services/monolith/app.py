@@ -187,8 +187,11 @@ def _once_serving(modules: list[AppDispatch]) -> Callable[[Service], AsyncGenera
     """The gateway's last step before its public port opens: every other module serves, so that the monolith's
     first public request (and its readiness) finds the whole shop in place, as one deployable should."""
 
-    async def modules_serving(_: Service) -> AsyncGenerator[None, None]:
+    async def modules_serving(svc: Service) -> AsyncGenerator[None, None]:
         await asyncio.gather(*(m.wait_serving() for m in modules))
+        # the gateway's key warm-up ran while auth was still starting; fetch the keys now, or the first tokens
+        # would wait out the verifier's refetch pause (seen: 503 "token keys are not available yet" after a restart)
+        await svc.verifier.refresh()
         yield
 
     return modules_serving
