@@ -156,7 +156,7 @@ def run(index: int, spec: ExperimentSpec, ctx: Context, last: bool = False) -> E
         result.fault = fault_window(journal, spec.fault_start, spec.fault_end)
         result.verdicts += verdicts.hypothesis_verdicts(spec.name, chaos.verdict, _declared(journal),
                                                         chaos.leftovers)
-        result.blast_radius = sorted(pipeline.blast_radius(journal))
+        result.blast_radius = sorted(pipeline.blast_radius(journal, ctx.registry.get("topology", "microservices")))
         _measure(result, ctx, quiet=not last)
         _judge_evidence(result, ctx)
     except Exception as exc:  # noqa: BLE001 - reported as the experiment's failure, with its type and message

@@ -165,11 +165,14 @@ def telemetry_checks(spans_dir: Path, logs_dir: Path, start: float, end: float,
 # what a fault targets.
 BROKER_ACTIONS = ("stop_broker", "cut_broker", "partition")
 TARGET_ARGUMENTS = ("service", "target", "services", "peers", "source")
+# Faults on a process: in a monolith lab the process holds every module, so they take all of them down.
+PROCESS_ACTIONS = ("kill_replica", "kill_service", "pause_replica", "stop_service")
 
 
-def blast_radius(journal: dict[str, Any]) -> set[str]:
+def blast_radius(journal: dict[str, Any], topology: str = "microservices") -> set[str]:
     """The jobs an experiment's method may take down: every service its actions name, the broker when an action
-    acts on it, and the services a broker fault cuts off."""
+    acts on it, and the services a broker fault cuts off; in a monolith lab, every module when a process fault
+    names one (killing "payments" kills the replica holding all six)."""
     from chaoslab.lab.ports import SERVICES
 
     found: set[str] = set()
@@ -180,12 +183,13 @@ def blast_radius(journal: dict[str, Any]) -> set[str]:
         provider = activity.get("provider") or {}
         if provider.get("func") in BROKER_ACTIONS:
             found.add("rabbitmq")
+        whole_process = topology == "monolith" and provider.get("func") in PROCESS_ACTIONS
         for key in TARGET_ARGUMENTS:
             value = (provider.get("arguments") or {}).get(key)
             for item in value if isinstance(value, list) else [value]:
                 name = str(item).split("-")[0] if item is not None else ""
                 if name in SERVICES:
-                    found.add(name)
+                    found.update(SERVICES if whole_process else [name])
     return found
 
 

@@ -164,6 +164,10 @@ class ExperimentSpec(_Strict):
     allowed_pages: list[str] = Field(default_factory=list)
     inhibited: list[InhibitedSpec] = Field(default_factory=list)
     traces: TraceSpec | None = None  # what the traces must prove (None: nothing asserted)
+    # The lab topologies it applies to (chaoslab up --topology): on any other it is left out, with a note saying so
+    # (a service down does not exist in a monolith, where stopping a module stops the whole process).
+    topologies: list[Literal["microservices", "monolith"]] = Field(
+        default_factory=lambda: ["microservices", "monolith"], min_length=1)
 
     @model_validator(mode="after")
     def _default_name(self) -> ExperimentSpec:

@@ -128,9 +128,16 @@ def _drive(plan: Plan, opts: Options, ui: UI, result: GamedayResult, session: co
     try:
         ui.wait(spec.warmup_s, "warming up: users sign up, the hypothesis windows fill")
         ctx = experiment.Context(session.state_dir, result.run_dir / "chaos", session.registry, _seed(plan, opts))
-        for index, item in enumerate(plan.experiments):
-            ui.phase(f"[{index + 1}/{len(plan.experiments)}] experiment [bold]{item.name}[/]")
-            last = index == len(plan.experiments) - 1
+        topology = session.registry.get("topology", "microservices")
+        chosen = [item for item in plan.experiments if topology in item.topologies]
+        for item in plan.experiments:
+            if item not in chosen:
+                note = f"{item.name} left out: the plan runs it on {' and '.join(item.topologies)} only, not {topology}"
+                result.notes.append(note)
+                ui.note(note)
+        for index, item in enumerate(chosen):
+            ui.phase(f"[{index + 1}/{len(chosen)}] experiment [bold]{item.name}[/]")
+            last = index == len(chosen) - 1
             if item.faults:  # faults on a clock, overlapping (chaoslab.gameday.combined)
                 try:
                     outcome = combined.run(index, item, ctx, last=last, tell=ui.note)

@@ -23,6 +23,7 @@ from chaoslab.gameday import detection, experiment, noise, pipeline, verdicts
 from chaoslab.gameday.plan import AlertSpec, ExperimentSpec
 from chaoslab.gameday.traceproof import Spans
 from chaoslab.gameday.verdicts import Verdict
+from chaoslab.lab.ports import SERVICES
 
 pytestmark = pytest.mark.quick
 
@@ -374,6 +375,12 @@ def test_the_blast_radius_is_read_from_the_journals_actions() -> None:
         {"activity": {"type": "probe", "provider": {"func": "up", "arguments": {"service": "orders"}}}},
     ]}
     assert pipeline.blast_radius(journal) == {"payments", "rabbitmq"}
+    # in a monolith lab a process fault takes every module of the process; a fault inside one module's calls not
+    everything = set(SERVICES)
+    assert pipeline.blast_radius(journal, "monolith") == everything | {"rabbitmq"}
+    latency = {"run": [{"activity": {"type": "action", "provider": {"func": "add_latency",
+                                                                    "arguments": {"service": "payments"}}}}]}
+    assert pipeline.blast_radius(latency, "monolith") == {"payments"}
 
 
 def gateway_telemetry(state_dir: Path, start: float, end: float) -> None:
