@@ -63,11 +63,17 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import aiohttp
 import psutil
 import requests
 
 from chaoslab.clients import shop
+from chaoslab.topologies.measure import Tally
+from chaoslab.topologies.measure import closed_loop as _closed_loop
+from chaoslab.topologies.measure import cpu_s as _cpu_s
+from chaoslab.topologies.measure import listening_ports as _listening_ports
+from chaoslab.topologies.measure import open_loop as _open_loop
+from chaoslab.topologies.measure import pss_mb as _pss_mb
+from chaoslab.topologies.measure import sign_up as _sign_up
 from services import contract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -324,31 +330,6 @@ class Topology:
 # -- measurements ------------------------------------------------------------------------------------------------
 
 
-def _cpu_s(procs: list[psutil.Process]) -> float:
-    used = 0.0
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            times = p.cpu_times()
-            used += times.user + times.system
-    return used
-
-
-def _pss_mb(procs: list[psutil.Process]) -> float:
-    total = 0
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_full_info().pss
-    return round(total / 2**20, 1)
-
-
-def _listening_ports(procs: list[psutil.Process]) -> list[int]:
-    ports: set[int] = set()
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            ports.update(c.laddr.port for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN)
-    return sorted(ports)
-
-
 def _first_order(url: str, deadline: float) -> tuple[int, str | None]:
     """Sign a customer up and place an order, retrying until the shop answers 201 (or `deadline`): the attempts
     it took and the first failed one's answer."""
@@ -386,126 +367,6 @@ def _first_order(url: str, deadline: float) -> tuple[int, str | None]:
         first_failure = first_failure or last
         time.sleep(0.2)
     raise TimeoutError(f"no first order answered 201 ({last})")
-
-
-async def _sign_up(url: str, n: int) -> list[str]:
-    """n customers' access tokens (register and log in through the gateway)."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-
-        async def one() -> str:
-            email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
-            creds = {"email": email, "password": "bench password"}
-            async with http.post(url + shop.REGISTER, json={**creds, "name": "Bench"}) as resp:
-                if resp.status != 201:
-                    raise RuntimeError(f"sign-up: {resp.status} {(await resp.text())[:200]}")
-            async with http.post(url + shop.LOGIN, json=creds) as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"login: {resp.status} {(await resp.text())[:200]}")
-                return str((await resp.json())["access_token"])
-
-        return list(await asyncio.gather(*(one() for _ in range(n))))
-
-
-class Tally:
-    """Answers by status (0: no answer), the first error's text."""
-
-    def __init__(self) -> None:
-        self.statuses: dict[int, int] = {}
-        self.first_error: str | None = None
-
-    def add(self, status: int, detail: str = "") -> None:
-        self.statuses[status] = self.statuses.get(status, 0) + 1
-        if status != 201 and self.first_error is None:
-            self.first_error = f"{status} {detail}"[:300]
-
-    @property
-    def total(self) -> int:
-        return sum(self.statuses.values())
-
-    @property
-    def errors(self) -> int:
-        return self.total - self.statuses.get(201, 0)
-
-    def summary(self) -> dict[str, Any]:
-        return {"requests": self.total, "errors": self.errors,
-                "statuses": {str(k): v for k, v in sorted(self.statuses.items())}, "first_error": self.first_error}
-
-
-async def _post_order(http: aiohttp.ClientSession, url: str, token: str, tally: Tally) -> int:
-    try:
-        async with http.post(url + shop.ORDERS, json=ORDER, headers={
-                "Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}) as resp:
-            body = await resp.read()
-            tally.add(resp.status, "" if resp.status == 201 else body.decode(errors="replace")[:200])
-            return resp.status
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        tally.add(0, exc.__class__.__name__)
-        return 0
-
-
-def _session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=shop.ORDER_TIMEOUT_S),
-                                 connector=aiohttp.TCPConnector(limit=0))
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
-
-
-async def _open_loop(url: str, tokens: list[str], rate: float, seconds: float, tally: Tally) -> dict[str, Any]:
-    """Orders at a fixed rate, each sent at its scheduled time whatever the others do; latency from that time."""
-    latencies: list[float] = []
-    count = int(rate * seconds)
-    async with _session() as http:
-        t0 = time.perf_counter() + 0.2
-
-        async def one(i: int) -> None:
-            due = t0 + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            if await _post_order(http, url, tokens[i % len(tokens)], tally) == 201:
-                latencies.append(time.perf_counter() - due)
-
-        await asyncio.gather(*(one(i) for i in range(count)))
-    latencies.sort()
-    return {"orders": count, "answered_201": len(latencies), "p50_ms": round(_percentile(latencies, 0.50) * 1000, 1),
-            "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
-            "max_ms": round(latencies[-1] * 1000, 1) if latencies else None}
-
-
-async def _closed_loop(url: str, tokens: list[str], seconds: float, ramp_s: float, tally: Tally,
-                       procs: list[psutil.Process], broker: list[psutil.Process]) -> dict[str, Any]:
-    """Every customer places orders back to back; counted: the 201s answered inside [ramp, ramp + seconds], and
-    the CPU the topology's processes (and the broker's) used over that window."""
-    ok_in_window = 0
-    start = time.perf_counter() + ramp_s
-    end = start + seconds
-    cpu: dict[str, float] = {}
-
-    async def worker(token: str, http: aiohttp.ClientSession) -> None:
-        nonlocal ok_in_window
-        while time.perf_counter() < end:
-            status = await _post_order(http, url, token, tally)
-            done = time.perf_counter()
-            if status == 201 and start <= done <= end:
-                ok_in_window += 1
-
-    async def meter() -> None:
-        await asyncio.sleep(max(0.0, start - time.perf_counter()))
-        cpu["topology_before"], cpu["broker_before"] = _cpu_s(procs), _cpu_s(broker)
-        await asyncio.sleep(max(0.0, end - time.perf_counter()))
-        cpu["topology_after"], cpu["broker_after"] = _cpu_s(procs), _cpu_s(broker)
-
-    async with _session() as http:
-        await asyncio.gather(meter(), *(worker(t, http) for t in tokens))
-    orders = max(ok_in_window, 1)
-    used = cpu["topology_after"] - cpu["topology_before"]
-    return {"orders_201": ok_in_window, "throughput_rps": round(ok_in_window / seconds, 1),
-            "cpu_s": round(used, 2), "cpu_ms_per_order": round(used * 1000 / orders, 2),
-            "cpu_utilisation": round(used / seconds, 2),
-            "broker_cpu_ms_per_order": round((cpu["broker_after"] - cpu["broker_before"]) * 1000 / orders, 2),
-            "_cpu_before": cpu["topology_before"]}
 
 
 async def _queue_depth(amqp_url: str) -> int | None:

@@ -14,6 +14,7 @@ Each package's docstring lists its own modules the same way (docs/design.md, "La
 - lab/            the native lab: processes under supervisord, its isolated network, its PKI
 - load/           Locust runs, scale-test, the background load of experiments and gamedays
 - observability/  the SLO catalogue and everything generated from it; native traces
+- topologies/     `chaoslab topologies compare`: the shop as microservices and as a modular monolith, side by side
 """
 
 from __future__ import annotations

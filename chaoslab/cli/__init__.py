@@ -14,6 +14,7 @@ into the root app here); options, consoles and the error-to-exit-code mapping ar
 - load.py            load, scale-test
 - options.py         the shared options (--state-dir, --base-port, --runs-dir, --json, --wait)
 - random_chaos.py    chaos random (seeded random chaos under load)
+- topologies.py      topologies compare (microservices and the modular monolith side by side)
 - traces.py          trace, traces (and logs --trace)
 
 Library code (chaoslab.lab, .load, .chaos, .gameday, .clients) never imports this package.
@@ -23,7 +24,19 @@ from __future__ import annotations
 
 import typer
 
-from chaoslab.cli import chaos, compare, coverage, demo, gameday, history, lab, load, random_chaos, traces
+from chaoslab.cli import (
+    chaos,
+    compare,
+    coverage,
+    demo,
+    gameday,
+    history,
+    lab,
+    load,
+    random_chaos,
+    topologies,
+    traces,
+)
 
 app = typer.Typer(
     name="chaoslab",
@@ -38,7 +51,7 @@ app = typer.Typer(
 )
 _ = random_chaos  # registers `chaos random` on chaos.chaos_app
 for group in (lab.app, traces.app, demo.app, load.app, chaos.app, gameday.app, history.app, compare.app,
-              coverage.app):
+              coverage.app, topologies.app):
     app.add_typer(group)
 
 

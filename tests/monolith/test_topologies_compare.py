@@ -1,0 +1,51 @@
+"""`chaoslab topologies compare`, short, for real: a microservices lab and a monolith lab one after the other, the
+same scenarios on both, and every figure of the side-by-side result present and telling the topologies apart where
+they must differ (processes, ports, memory, the blast radius of stopping payments, what one more replica costs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from chaoslab.topologies.compare import FIGURES
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def test_a_short_comparison_reports_every_figure_for_both_topologies(chaoslab_cli: Cli, tmp_path: Path) -> None:
+    done = chaoslab_cli("topologies", "compare", "--replicas", "1", "--seconds", "4", "--rate", "8", "--clients", "6",
+                        "--fault-s", "4", "--json", "--runs-dir", tmp_path / "runs", timeout=600)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    result = json.loads(done.stdout)
+    assert (Path(result["run_dir"]) / "compare.json").exists()
+    rows = {row["figure"]: row for row in result["figures"]}
+    assert set(rows) == {path for path, _, _ in FIGURES}
+    for row in rows.values():  # every figure measured on both
+        assert row["microservices"] is not None and row["monolith"] is not None, row
+    micro, mono = result["topologies"]["microservices"], result["topologies"]["monolith"]
+    table = json.dumps(result["figures"], indent=1)
+
+    assert (micro["start"]["processes"], mono["start"]["processes"]) == (6, 1), table
+    assert micro["start"]["ports"] == 12 and mono["start"]["ports"] == 7, table  # public + admin per module
+    assert mono["start"]["pss_mb"] < micro["start"]["pss_mb"], table
+    for res in (micro, mono):
+        assert res["fixed_rate"]["errors"] == 0 and res["saturation"]["errors"] == 0, res
+        assert res["saturation"]["throughput_rps"] > 0 and res["saturation"]["cpu_ms_per_order"] > 0
+    # payments stopped: among services only the journey that needs it fails; in the monolith, every journey
+    assert micro["blast_radius"]["journeys_failed"] == ["order"], micro["blast_radius"]
+    assert mono["blast_radius"]["journeys_failed"] == ["catalogue", "profile", "order", "notifications"], \
+        mono["blast_radius"]
+    assert micro["rolling_restart"]["programs"] == ["payments-1"]
+    assert mono["rolling_restart"]["programs"] == ["monolith-1"]
+    assert "catalogue" not in micro["rolling_restart"]["journeys_failed"]  # no other journey needs payments
+    # payments the bottleneck: one more replica adds capacity in both, a whole monolith's memory in one
+    for res in (micro, mono):
+        assert res["scaling"]["processes_added"] == 1 and res["scaling"]["throughput_gain_rps"] > 0, res["scaling"]
+    assert mono["scaling"]["memory_added_mb"] > micro["scaling"]["memory_added_mb"], table
+    assert rows["operate.alert_rules"]["ratio"] == 1.0 and rows["operate.dashboards"]["ratio"] == 1.0
