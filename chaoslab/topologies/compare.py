@@ -232,10 +232,16 @@ def _gameday(state_dir: Path, plan: str, runs_dir: Path) -> dict[str, Any]:
     summaries = sorted(runs_dir.glob("*/summary.json"))
     if not summaries:
         return {"exit_code": done.returncode, "error": (done.stderr or done.stdout)[-500:]}
-    summary = json.loads(summaries[-1].read_text())
-    return {"exit_code": done.returncode, "passed": summary["passed"], "counts": summary["counts"],
-            "score": (summary.get("resilience") or {}).get("value"), "notes": summary.get("notes", []),
+    return {"exit_code": done.returncode, **gameday_figures(json.loads(summaries[-1].read_text())),
             "run_dir": str(summaries[-1].parent)}
+
+
+def gameday_figures(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the comparison keeps of a gameday's summary.json: passed, the verdict counts, the resilience score
+    (chaoslab/gameday/score.py), the notes (experiments left out)."""
+    score = ((summary.get("resilience") or {}).get("score") or {}).get("value")
+    return {"passed": summary["passed"], "counts": summary["counts"], "score": score,
+            "notes": summary.get("notes", [])}
 
 
 def _scaling(state_dir: Path, url: str, tokens: list[str], replicas: int, seconds: float,

@@ -27,6 +27,8 @@ def _lines() -> list[tuple[tuple[str, ...], list[str]]]:
             if match is None:
                 continue
             words = match.group(1).split()
+            if words[0] not in ("history", "compare", "chaos", "gameday"):
+                continue  # another command (`chaoslab topologies compare` is not `chaoslab compare`)
             path = tuple(w for w in words[:2] if w in ("history", "compare", "chaos", "random", "gameday", "run"))
             if not path or path[0] not in ("history", "compare", "chaos", "gameday"):
                 continue
