@@ -33,8 +33,10 @@ NATIVE = [
     ("payments-down", {}, {"time_to_detect": 20}),
     # LatencyBurnRateFast's 2 m window crosses 14.4% after 0.144 x 120 s / r, r the share of orders' requests the burn
     # slows (docs/detection.md), then its `for` (4 s) and an evaluation: 25 s held only for r >= 0.9, and a busy
-    # machine gave less (CI: still pending at 25 s); 35 s holds down to r = 0.6
-    ("cpu-burn-orders", {"burn_s": 35, "alert_within_s": 35}, {"time_to_detect": 35}),
+    # machine gave less (CI: still pending at 25 s). When the burn slows orders past the gateway's 3 s timeout, the
+    # gateway's breaker sheds orders' traffic and r falls further: a clean-clone run saw 503s for most orders and the
+    # alert notified at 42 s. 45 s holds down to r = 0.45
+    ("cpu-burn-orders", {"burn_s": 45, "alert_within_s": 45}, {"time_to_detect": 45}),
     ("payments-latency", {}, {"time_to_detect": 60, "breaker_open": 30}),
 ]
 
