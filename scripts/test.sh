@@ -2,8 +2,9 @@
 # `make test`: the whole suite, in two stages, so that it stays under 45 minutes on a 2-core machine.
 #
 # Stage 1: the container test (tests/containers, about 7 minutes: podman builds the images, then the compose
-# experiments mostly wait on compose's 30 s rule evaluation) runs beside every test that starts no lab (the quick
-# tests and the tests of real service processes, each on ports of its own range).
+# experiments mostly wait on compose's 30 s rule evaluation), then the topologies comparison (marker `beside`: labs
+# of its own, relative assertions, about 3 minutes), run beside every test that starts no lab (the quick tests and
+# the tests of real service processes, each on ports of its own range).
 # Stage 2: the tests that start a lab (marker `lab`, the isolated ones included), one after the other: their
 # timing bounds assume that no other lab shares the machine.
 #
@@ -21,18 +22,20 @@ temp=$(mktemp -d -t chaoslab-tests.XXXXXX)
 trap 'rm -rf "$temp"' EXIT
 started=$(date +%s)
 
-echo "== stage 1: the container test (in the background, reported below) beside the tests that start no lab"
-"$pytest" -m containers tests/containers --basetemp "$temp/containers" > "$temp/containers.log" 2>&1 &
+echo "== stage 1: the container test and the topologies comparison (in the background, reported below) beside" \
+     "the tests that start no lab"
+"$pytest" -m "containers or beside" tests/containers tests/monolith --basetemp "$temp/containers" \
+    > "$temp/containers.log" 2>&1 &
 containers=$!
 "$pytest" -m "not lab and not containers" --basetemp "$temp/no-lab"
 no_lab=$?
 wait "$containers"
 container_test=$?
-echo "== stage 1: the container test's output"
+echo "== stage 1: the container test's and the comparison's output"
 cat "$temp/containers.log"
 
 echo "== stage 2: the tests that start a lab, one after the other"
-"$pytest" -m "lab and not containers" --basetemp "$temp/lab"
+"$pytest" -m "lab and not containers and not beside" --basetemp "$temp/lab"
 lab=$?
 
 # 5 is pytest's "no test was selected" (a machine where the container test is skipped still selects it: not 5)

@@ -24,8 +24,8 @@ from support.waiting import eventually
 
 pytestmark = pytest.mark.lab
 
-REGISTRY_KEYS = {"state_dir", "base_port", "admin_token", "admin_account", "gateway_url", "network", "tls", "services",
-                 "broker", "prometheus_url", "alertmanager_url", "webhook_url", "processes"}
+REGISTRY_KEYS = {"state_dir", "base_port", "topology", "admin_token", "admin_account", "gateway_url", "network", "tls",
+                 "services", "broker", "prometheus_url", "alertmanager_url", "webhook_url", "processes"}
 INFRASTRUCTURE = {"rabbitmq", "certs", "prometheus", "alertmanager", "webhook"}  # certs: mutual TLS is on by default
 
 
@@ -39,7 +39,7 @@ def test_status_json_is_the_registry_of_the_contract(lab: dict[str, Any]) -> Non
     assert reg["gateway_url"] == f"http://127.0.0.1:{base}"
     assert (reg["prometheus_url"], reg["alertmanager_url"], reg["webhook_url"]) == (
         f"http://127.0.0.1:{base + 20}", f"http://127.0.0.1:{base + 21}", f"http://127.0.0.1:{base + 22}")
-    assert reg["network"] == {"mode": "loopback"}
+    assert reg["network"] == {"mode": "loopback"} and reg["topology"] == "microservices"
     assert reg["admin_account"]["email"] and len(reg["admin_account"]["password"]) >= 10
     state = Path(lab["state_dir"]) / "pki"
     assert reg["tls"] == {"mode": "on", "trust_domain": "chaoslab", "cert_ttl_s": 3600,
@@ -59,7 +59,8 @@ def test_status_json_is_the_registry_of_the_contract(lab: dict[str, Any]) -> Non
         replicas = reg["services"][service]["replicas"]
         assert len(replicas) == wanted[service] >= 1
         for n, replica in enumerate(replicas, start=1):
-            assert set(replica) == {"name", "address", "admin_url", "pid", "state", "ready"}
+            assert set(replica) == {"name", "address", "admin_url", "pid", "state", "ready", "program"}
+            assert replica["program"] == replica["name"]  # microservices: each replica its own program
             assert replica["address"] == "127.0.0.1"
             assert replica["name"] == f"{service}-{n}"
             assert replica["admin_url"] == f"http://127.0.0.1:{plan.admin_port(service, n)}"

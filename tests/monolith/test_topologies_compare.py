@@ -13,7 +13,10 @@ import pytest
 
 from chaoslab.topologies.compare import FIGURES
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+# `beside`: its labs are its own and what it asserts compares one topology with the other on the same machine in
+# the same run, so scripts/test.sh runs it in stage 1 (after the container test) rather than among the lab tests
+# whose time bounds want the machine to themselves
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.beside]
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
