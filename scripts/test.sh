@@ -9,7 +9,7 @@
 # timing bounds assume that no other lab shares the machine.
 #
 # With arguments (a path, -k, -m, -x ...), they go to one plain pytest run instead: `scripts/test.sh tests/lab`.
-# CHAOSLAB_TEST_STAGES=0 runs the whole suite in one pytest, one test after the other (about 47 minutes).
+# CHAOSLAB_TEST_STAGES=0 runs the whole suite in one pytest, one test after the other (about 52 minutes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 pytest=.venv/bin/pytest
