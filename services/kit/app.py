@@ -17,6 +17,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -195,25 +196,7 @@ class Service:
     # -- lifecycle -------------------------------------------------------------------------------------
     def run(self) -> None:
         """Blocking: start, serve, and shut down gracefully on SIGTERM or SIGINT."""
-        try:
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(self._main())
-        except DatabaseUnreachable as exc:
-            # One line that says what and where, no traceback: this is an environment's state, not a bug.
-            self.log.error("giving up: database unreachable", error=str(exc))
-            raise SystemExit(DATABASE_UNREACHABLE_EXIT) from None
-
-    async def _main(self) -> None:
-        loop = asyncio.get_running_loop()
-        stop, hurry = asyncio.Event(), asyncio.Event()
-
-        def signalled() -> None:
-            # The first signal stops the replica; a second one (Ctrl-C again) cuts the shutdown delay short.
-            (hurry if stop.is_set() else stop).set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, signalled)
-        await self.serve(stop, hurry)
+        run_until_signalled(self.serve, self.log)
 
     async def serve(self, stop: asyncio.Event, hurry: asyncio.Event | None = None) -> None:
         """Start, serve until `stop` is set, then shut down gracefully (`hurry` set: without the shutdown delay)."""
@@ -294,6 +277,31 @@ class Service:
             except Exception:  # noqa: BLE001
                 self.log.exception("background task crashed; restarting", task=name)
                 await asyncio.sleep(RESTART_PAUSE_S)
+
+
+def run_until_signalled(serve: Callable[[asyncio.Event, asyncio.Event], Awaitable[None]], log: Any) -> None:
+    """Blocking: `serve(stop, hurry)` until SIGTERM or SIGINT sets `stop` (a second one sets `hurry`: Ctrl-C again cuts
+    the shutdown delay short). A replica, or the monolith's process of six (services/monolith), runs this way; a
+    database that never answered ends it with DATABASE_UNREACHABLE_EXIT and one line, no traceback."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop, hurry = asyncio.Event(), asyncio.Event()
+
+        def signalled() -> None:
+            (hurry if stop.is_set() else stop).set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, signalled)
+        await serve(stop, hurry)
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    except DatabaseUnreachable as exc:
+        # One line that says what and where, no traceback: this is an environment's state, not a bug.
+        log.error("giving up: database unreachable", error=str(exc))
+        raise SystemExit(DATABASE_UNREACHABLE_EXIT) from None
 
 
 async def _close_later(session: aiohttp.ClientSession, delay_s: float) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -36,9 +35,8 @@ from aiohttp import web
 
 from services import contract
 from services.kit import metrics
-from services.kit.app import DATABASE_UNREACHABLE_EXIT, Service
+from services.kit.app import Service, run_until_signalled
 from services.kit.config import CommonConfig, env_int, env_str
-from services.kit.db import DatabaseUnreachable
 from services.kit.inprocess import AppDispatch
 from services.kit.inprocess_grpc import LocalStub
 from services.kit.logs import setup_logging
@@ -141,23 +139,7 @@ class Monolith:
         await asyncio.gather(*(_as_module(name, svc.serve(stop, hurry)) for name, svc in self.modules.items()))
 
     def run(self) -> None:
-        try:
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(self._main())
-        except DatabaseUnreachable as exc:
-            self.log.error("giving up: database unreachable", error=str(exc))
-            raise SystemExit(DATABASE_UNREACHABLE_EXIT) from None
-
-    async def _main(self) -> None:
-        loop = asyncio.get_running_loop()
-        stop, hurry = asyncio.Event(), asyncio.Event()
-
-        def signalled() -> None:
-            (hurry if stop.is_set() else stop).set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, signalled)
-        await self.serve(stop, hurry)
+        run_until_signalled(self.serve, self.log)
 
 
 def _in_process(dispatch: AppDispatch) -> Callable[[Service], AsyncGenerator[None, None]]:
